@@ -1,0 +1,32 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Each creates .venv and installs the project into it when missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SAMPLE := issues/2026-11-24-survival-of-the-fittest-funnel.md
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/newsletter check issues/*.md
+	$(BIN)/newsletter preview $(SAMPLE)
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/render.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

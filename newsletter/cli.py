@@ -1,0 +1,195 @@
+"""The `newsletter` command. Each command is a few lines over one core call;
+every NewsletterError becomes a one-line message and exit code 1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsletter import __version__, preflight, scaffold, screenshots
+from newsletter.config import Config, load_config
+from newsletter.errors import NewsletterError
+from newsletter.issue import load_issue
+from newsletter.render import prepare
+
+app = typer.Typer(
+    help="Write a weekly email newsletter as files, check and preview it, and send it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals could hold the SMTP password
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The newsletter.toml to use. Default: ./newsletter.toml, or $NEWSLETTER_CONFIG.",
+        show_default=False,
+    ),
+]
+
+
+def reports_errors(command):
+    """Turn a user's mistake into its one-line message instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except NewsletterError as exc:
+            for line in exc.lines():
+                typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Write a weekly email newsletter as files, check and preview it, and send it."""
+
+
+@app.command(epilog="Example: newsletter init my-newsletter")
+@reports_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder to create (or fill).")] = Path("."),
+) -> None:
+    """Create a newsletter folder: config, secrets, templates and an example issue."""
+    created = scaffold.init(folder)
+    typer.echo(f"Created a newsletter in {folder}/:")
+    for path in created:
+        typer.echo(f"  {_shown(path)}")
+    typer.echo(f"Next: edit {_shown(folder / 'newsletter.toml')}, then run 'newsletter new'.")
+
+
+@app.command(epilog="Example: newsletter new --title 'B2B Flip-flop'")
+@reports_errors
+def new(
+    date: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Issue date. Default: the next publishing day."),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Working title; also names the file.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start next week's issue: a file with every section stubbed and explained."""
+    settings = load_config(config)
+    path = scaffold.new_issue(
+        settings, date=date.date() if date else None, title=title, today=dt.date.today()
+    )
+    typer.echo(f"Wrote {_shown(path)}")
+    typer.echo(f"Fill in the TODOs, then: newsletter check {_shown(path)}")
+
+
+@app.command(epilog="Example: newsletter check issues/2026-11-24-survival-of-the-fittest-funnel.md")
+@reports_errors
+def check(
+    issues: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Issue files (or slugs). Default: every issue in issues/.", show_default=False
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Validate and preflight issues: schema, size, links, alt text, footer, leftovers."""
+    settings = load_config(config)
+    paths = [_issue_path(p, settings) for p in issues] if issues else _all_issues(settings)
+    errors = warnings = 0
+    for path in paths:
+        findings = preflight.check_file(path, settings)
+        for finding in findings:
+            typer.echo(str(finding))
+        errors += sum(f.level == "error" for f in findings)
+        warnings += sum(f.level == "warning" for f in findings)
+        if not findings:
+            typer.echo(f"{_shown(path)}: ok")
+    typer.echo(f"Checked {len(paths)} issue(s): {errors} error(s), {warnings} warning(s).")
+    if errors or (strict and warnings):
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Example: newsletter preview issues/2026-11-24-….md --screenshots")
+@reports_errors
+def preview(
+    issue: Annotated[Path, typer.Argument(help="Issue file (or slug).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write. Default: build/ in the newsletter folder.")
+    ] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser.")] = False,
+    shots: Annotated[
+        bool,
+        typer.Option("--screenshots", help="Also write phone (375 px) and desktop (800 px) PNGs."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Render an issue to SLUG.html and SLUG.txt, as a reader without a name gets it."""
+    settings = load_config(config)
+    prepared = prepare(load_issue(_issue_path(issue, settings)), settings)
+    filled = preflight.sample_fill(prepared, settings)
+    out_dir = out or settings.root / "build"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_file, text_file = out_dir / f"{prepared.slug}.html", out_dir / f"{prepared.slug}.txt"
+    html_file.write_text(filled.html, encoding="utf-8")
+    text_file.write_text(filled.text, encoding="utf-8")
+    size = len(filled.html.encode()) / 1024
+    typer.echo(f"HTML:  {_shown(html_file)} ({size:.0f} KB)")
+    typer.echo(f"Text:  {_shown(text_file)}")
+    if shots:
+        if screenshots.browser_available():
+            for label, path in screenshots.take(html_file, out_dir, prepared.slug).items():
+                typer.echo(f"{label.capitalize() + ':':<6} {_shown(path)}")
+        else:
+            typer.echo(
+                "Screenshots skipped: Chromium is not installed; run "
+                "'sudo apt-get install chromium' and try again.",
+                err=True,
+            )
+    if open_:
+        webbrowser.open(html_file.resolve().as_uri())
+
+
+def _issue_path(arg: Path, settings: Config) -> Path:
+    """A path as given, or a slug or file name inside the folder's issues/."""
+    if arg.exists():
+        return arg
+    issues = settings.root / "issues"
+    for candidate in (issues / arg.name, issues / f"{arg.name}.md"):
+        if candidate.is_file():
+            return Path(_shown(candidate))
+    return arg
+
+
+def _all_issues(settings: Config) -> list[Path]:
+    paths = sorted((settings.root / "issues").glob("*.md"))
+    if not paths:
+        raise NewsletterError(
+            f"{_shown(settings.root / 'issues')}: has no issues yet; run 'newsletter new'"
+        )
+    return [Path(_shown(p)) for p in paths]
+
+
+def _shown(path: Path) -> str:
+    """Paths as the editor would type them: relative to where they stand."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

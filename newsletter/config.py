@@ -1,0 +1,246 @@
+"""newsletter.toml, validated: the one description of a newsletter folder.
+
+Values come from three places, later ones winning: newsletter.toml, the
+git-ignored secrets.toml beside it, and NEWSLETTER_<SECTION>_<KEY>
+environment variables. Secrets are refused in newsletter.toml, which is
+meant to be committed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+)
+
+from newsletter.errors import NewsletterError
+from newsletter.fields import OneLine, WebUrl, dotted, explain, field_names
+
+CONFIG_FILE = "newsletter.toml"
+SECRETS_FILE = "secrets.toml"
+ENV_PREFIX = "NEWSLETTER_"
+SECRETS = {"smtp": {"password"}, "web": {"secret_key"}}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class ConfigError(NewsletterError):
+    """newsletter.toml, secrets.toml or a NEWSLETTER_* variable is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class NewsletterSection(_Section):
+    name: OneLine = Field(min_length=1, max_length=120)
+    tagline: OneLine = ""
+    base_url: WebUrl
+    postal_address: str = Field(min_length=5, max_length=300)
+    weekday: Literal[WEEKDAYS] = "tuesday"  # type: ignore[valid-type]
+    language: str = Field("en", pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
+    greeting_fallback: OneLine = Field("there", max_length=60)
+
+
+class SenderSection(_Section):
+    from_name: OneLine = Field(min_length=1, max_length=120)
+    from_address: EmailStr
+    reply_to: EmailStr | None = None
+
+
+class Link(_Section):
+    label: OneLine = Field(min_length=1, max_length=80)
+    url: WebUrl
+
+
+class SignatureSection(_Section):
+    name: OneLine = Field(min_length=1, max_length=120)
+    title: OneLine = ""
+    sign_off: OneLine = "Looking forward,"
+    email: EmailStr | None = None
+    links: list[Link] = []
+
+
+class SmtpSection(_Section):
+    host: OneLine = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: OneLine | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(30.0, gt=0)
+    connections: int = Field(4, ge=1, le=64)
+    rate: float = Field(20.0, gt=0, description="messages per second, across all connections")
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///subscribers.db"
+
+
+class WebSection(_Section):
+    secret_key: SecretStr | None = None
+
+
+class Config(_Section):
+    newsletter: NewsletterSection
+    sender: SenderSection
+    signature: SignatureSection
+    smtp: SmtpSection = SmtpSection()
+    database: DatabaseSection = DatabaseSection()
+    web: WebSection = WebSection()
+
+    _root: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def root(self) -> Path:
+        """The newsletter folder: issues/, templates/ and build/ live here."""
+        return self._root
+
+
+def find_config(path: Path | None = None) -> Path:
+    """The config to use: --config, then $NEWSLETTER_CONFIG, then ./newsletter.toml."""
+    if path is None:
+        path = Path(os.environ.get(f"{ENV_PREFIX}CONFIG", CONFIG_FILE))
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no such config file; run 'newsletter init' to create a newsletter "
+            "folder, or pass --config PATH"
+        )
+    return path
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    path = find_config(path)
+    environ = dict(os.environ if environ is None else environ)
+    text = _read(path)
+    data = _parse_toml(path, text)
+    for section, keys in SECRETS.items():
+        for key in keys & set(data.get(section, {}) if isinstance(data.get(section), dict) else {}):
+            raise ConfigError(
+                f"{path}:{_line_of(text, section, key)}: {section}.{key}: secrets do not belong "
+                f"in {CONFIG_FILE}; set {ENV_PREFIX}{section.upper()}_{key.upper()} or put it "
+                f"in {SECRETS_FILE} (git-ignored)"
+            )
+    sources: dict[str, tuple[str, str]] = {"": (str(path), text)}
+    secrets_path = path.parent / SECRETS_FILE
+    if secrets_path.is_file():
+        secrets_text = _read(secrets_path)
+        secrets = _parse_toml(secrets_path, secrets_text)
+        _check_only_secrets(secrets_path, secrets_text, secrets)
+        _merge(data, secrets)
+        for section, values in secrets.items():
+            for key in values:
+                sources[f"{section}.{key}"] = (str(secrets_path), secrets_text)
+    for section, key, value, var in _from_env(environ):
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            continue
+        data[section][key] = value
+        sources[f"{section}.{key}"] = (var, "")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, sources) from None
+    config._root = path.parent.resolve()
+    return config
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _lineno_from(str(exc))
+        reason = str(exc).split(" (at ")[0]
+        raise ConfigError(
+            f"{path}:{line}: TOML syntax error: {reason}; expected key = value lines "
+            "under [section] headers, strings in quotes"
+        ) from None
+
+
+def _lineno_from(message: str) -> int:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else 1
+
+
+def _check_only_secrets(path: Path, text: str, data: dict[str, Any]) -> None:
+    for section, values in data.items():
+        allowed = SECRETS.get(section, set())
+        for key in values if isinstance(values, dict) else [section]:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{path}:{_line_of(text, section, key)}: {section}.{key}: only secrets "
+                    f"belong in {SECRETS_FILE} (smtp.password, web.secret_key); move it to "
+                    f"{CONFIG_FILE}"
+                )
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for section, values in extra.items():
+        into.setdefault(section, {}).update(values)
+
+
+def _from_env(environ: dict[str, str]):
+    sections = sorted(Config.model_fields, key=len, reverse=True)
+    for var, value in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        for section in sections:
+            if rest.startswith(section + "_"):
+                yield section, rest[len(section) + 1 :], value, var
+                break
+
+
+def _line_of(text: str, section: str, key: str) -> int:
+    """The line where `key` is set under [section] (1 when it is not written)."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            current = stripped.strip("[]").strip()
+        elif key and current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().strip("[]").strip() == section:
+            return number
+    return 1
+
+
+def _config_error(exc: ValidationError, sources: dict[str, tuple[str, str]]) -> ConfigError:
+    known = field_names(Config)
+    lines = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        field = dotted(loc)
+        source_key = f"{loc[0]}.{loc[1]}" if len(loc) > 1 else ""
+        path, text = sources.get(source_key, sources[""])
+        if not text:  # from an environment variable, whose name says where it is
+            where = path
+        else:
+            line = _line_of(text, str(loc[0]), str(loc[1]) if len(loc) > 1 else "")
+            where = f"{path}:{line}"
+        what = explain(error, known)
+        if error["type"] == "missing" and len(loc) == 1:
+            what = f"section [{loc[0]}] is missing; add it (see 'newsletter init' for an example)"
+        lines.append(f"{where}: {field}: {what}")
+    return ConfigError(lines[0], details=lines)

@@ -1,0 +1,204 @@
+"""One issue file: YAML front matter for the structured sections, Markdown for
+the articles. `FrontMatter` is the single definition of what the file may say;
+every mistake is reported as `FILE:LINE: field: what is wrong; what is expected`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from newsletter import content
+from newsletter.errors import NewsletterError
+from newsletter.fields import OneLine, WebUrl, dotted, explain, field_names
+
+MAX_BYTES = 1_000_000
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+class IssueError(NewsletterError):
+    """An issue file cannot be read or does not follow the schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class OnThisDate(_Strict):
+    year: int = Field(ge=1, le=2200)
+    text: str = Field(min_length=1, max_length=1000)
+    link: WebUrl | None = None
+
+
+class ThemeSong(_Strict):
+    title: OneLine = Field(min_length=1, max_length=200)
+    artist: OneLine = Field(min_length=1, max_length=200)
+    url: WebUrl
+    note: str = Field("", max_length=2000)
+
+
+class QuoteItem(_Strict):
+    text: str = Field(min_length=1, max_length=2000)
+    author: OneLine = Field(min_length=1, max_length=200)
+    source: WebUrl | None = None
+
+
+class FrontMatter(_Strict):
+    title: OneLine = Field(min_length=1, max_length=150)
+    date: dt.date
+    subject: OneLine | None = Field(None, min_length=1, max_length=200)
+    preheader: OneLine | None = Field(None, min_length=1, max_length=200)
+    on_this_date: OnThisDate | None = None
+    theme_song: ThemeSong | None = None
+    quotes: list[QuoteItem] = []
+    closing: str | None = Field(None, max_length=5000)
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: Path
+    slug: str
+    meta: FrontMatter
+    body: content.Body
+    source: str
+    body_line: int
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text, so that pydantic (not a YAML
+    constructor exception) reports a date like 2026-13-01."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_issue(path: Path) -> Issue:
+    text = _read(path)
+    front, body, body_line = _split(path, text)
+    data, lines = _parse_front(path, front)
+    try:
+        meta = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_error(path, exc, lines) from None
+    try:
+        body_parts = content.parse_body(body)
+    except content.ContentError as exc:
+        raise IssueError(f"{path}:{body_line + exc.line - 1}: {exc}") from None
+    if not body_parts.articles:
+        raise IssueError(
+            f"{path}:{body_line}: body: has no articles; expected at least one "
+            "'## Heading' line followed by its text"
+        )
+    if not _SLUG.match(path.stem):
+        raise IssueError(
+            f"{path}: the file name {path.stem!r} becomes the issue's web address; rename it "
+            "to lowercase letters, digits and hyphens, like 2026-11-30-b2b-flip-flop.md"
+        )
+    return Issue(path, path.stem, meta, body_parts, text, body_line)
+
+
+def _read(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise IssueError(
+            f"{path}: no such issue file; check the path, or run 'newsletter new' to start one"
+        ) from None
+    if size > MAX_BYTES:
+        raise IssueError(
+            f"{path}: is {size / 1e6:.1f} MB; an issue must be under {MAX_BYTES // 1_000_000} MB, "
+            "so link to large material instead of pasting it in"
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise IssueError(
+            f"{path}:{line}: is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise IssueError(
+            f"{path}:1: the file is empty; expected front matter between two '---' lines, then "
+            "the articles (run 'newsletter new' for a filled-in template)"
+        )
+    return text
+
+
+def _split(path: Path, text: str) -> tuple[str, str, int]:
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        raise IssueError(
+            f"{path}:1: front matter: the file must start with a '---' line; expected YAML "
+            "front matter (title, date, …) between two '---' lines"
+        )
+    for end in range(1, len(lines)):
+        if lines[end].rstrip() in ("---", "..."):
+            return "\n".join(lines[1:end]), "\n".join(lines[end + 1 :]), end + 2
+    raise IssueError(
+        f"{path}:1: front matter: no closing '---' line; add one after the last front-matter field"
+    )
+
+
+def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, int]]:
+    try:
+        node = yaml.compose(front, Loader=_Loader)
+        data = yaml.load(front, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 2 if mark else 2
+        raise IssueError(
+            f"{path}:{line}: front matter: YAML syntax error ({exc.problem}); expected "
+            "'key: value' lines, with text that holds ': ' or '#' in quotes"
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise IssueError(
+            f"{path}:2: front matter: is not a set of fields; expected 'key: value' lines "
+            "such as 'title: …' and 'date: …'"
+        )
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(path, node, (), lines)
+    return data, lines
+
+
+def _walk(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:
+    """Record the file line of every key and list item; refuse duplicate keys,
+    which YAML would otherwise resolve by silently keeping the last one."""
+    lines.setdefault(at, node.start_mark.line + 2)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            where = (*at, key.value)
+            if where in lines:
+                raise IssueError(
+                    f"{path}:{key.start_mark.line + 2}: {dotted(where)}: is given twice "
+                    f"(first on line {lines[where]}); keep one"
+                )
+            lines[where] = key.start_mark.line + 2
+            _walk(path, value, where, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(path, item, (*at, index), lines)
+
+
+def _schema_error(path: Path, exc: ValidationError, lines: dict[tuple, int]) -> IssueError:
+    known = field_names(FrontMatter)
+    messages = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+        messages.append(f"{path}:{line}: {dotted(loc)}: {explain(error, known)}")
+    return IssueError(messages[0], details=messages)

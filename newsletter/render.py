@@ -1,0 +1,216 @@
+"""Issue + config → a prepared issue: Jinja2 → MJML → HTML → inlined CSS, and a
+plain-text part from the issue's own structure. This runs once per issue;
+per-recipient work is only `PreparedIssue.fill`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from newsletter import content, slots
+from newsletter.config import Config
+from newsletter.errors import NewsletterError
+from newsletter.issue import Issue
+
+HTML_TEMPLATE = "issue.mjml.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+BUILTIN_TEMPLATES = Path(__file__).parent / "defaults" / "templates"
+
+
+class TemplateError(NewsletterError):
+    """A template is missing, does not compile, or fails while rendering."""
+
+
+@dataclass(frozen=True)
+class Filled:
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PreparedIssue:
+    slug: str
+    subject: str
+    preheader: str
+    html: slots.SlotTemplate
+    text: slots.SlotTemplate
+    fallback_name: str
+
+    def fill(self, *, name: str | None, unsubscribe_url: str, web_url: str) -> Filled:
+        """The two bodies for one recipient: the cheap per-recipient step."""
+        who = name or self.fallback_name
+        escape = html.escape
+        return Filled(
+            html=self.html.fill(
+                {
+                    "name": escape(who),
+                    "unsubscribe_url": escape(unsubscribe_url),
+                    "web_url": escape(web_url),
+                }
+            ),
+            text=self.text.fill(
+                {"name": who, "unsubscribe_url": unsubscribe_url, "web_url": web_url}
+            ),
+        )
+
+
+def subject_of(issue: Issue, config: Config) -> str:
+    return issue.meta.subject or derived_subject(config.newsletter.name, issue.meta.title)
+
+
+def derived_subject(name: str, title: str) -> str:
+    """'What Do B2B Marketers Do Now? B2B Flip-flop', 'The Weekly: B2B Flip-flop'."""
+    joiner = " " if name[-1] in "?!:." else ": "
+    return f"{name}{joiner}{title}"
+
+
+def prepare(issue: Issue, config: Config) -> PreparedIssue:
+    env = environment(config.root)
+    prefix = slots.new_prefix()
+    view = _view(issue, config)
+    mjml_source = _render(
+        env,
+        HTML_TEMPLATE,
+        view,
+        config,
+        lambda n: Markup(slots.marker(prefix, n)),  # noqa: S704 (fixed ASCII)
+    )
+    text = _render(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
+    page = inline_css(_compile_mjml(mjml_source))
+    return PreparedIssue(
+        slug=issue.slug,
+        subject=view["subject"],
+        preheader=view["preheader"],
+        html=slots.SlotTemplate.parse(page, prefix),
+        text=slots.SlotTemplate.parse(text.strip() + "\n", prefix),
+        fallback_name=config.newsletter.greeting_fallback,
+    )
+
+
+def environment(root: Path) -> jinja2.Environment:
+    """The editor's templates/ first; any template they have not copied comes built in."""
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader(root / "templates"),
+                jinja2.FileSystemLoader(BUILTIN_TEMPLATES),
+            ]
+        ),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml.j2", "html.j2"),
+            disabled_extensions=("txt.j2",),
+            default=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = content.reflow
+    return env
+
+
+def inline_css(page: str) -> str:
+    """Move <style> rules into style attributes for clients that drop <style>;
+    @media rules cannot be inlined and stay in the head."""
+    return Premailer(
+        page,
+        allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        keep_style_tags=False,
+        strip_important=False,
+    ).transform(pretty_print=False)
+
+
+def _view(issue: Issue, config: Config) -> dict[str, Any]:
+    meta = issue.meta
+    on_this_date = meta.on_this_date
+    song = meta.theme_song
+    return {
+        "subject": subject_of(issue, config),
+        "preheader": meta.preheader or "",
+        "title": meta.title,
+        "date": meta.date,
+        "slug": issue.slug,
+        "on_this_date": on_this_date
+        and {
+            "year": on_this_date.year,
+            "body": content.markdown_block(on_this_date.text),
+            "link": on_this_date.link,
+        },
+        "theme_song": song
+        and {
+            "title": song.title,
+            "artist": song.artist,
+            "url": song.url,
+            "note": content.markdown_block(song.note) if song.note else None,
+        },
+        "quotes": [content.quote(q.text, q.author, q.source) for q in meta.quotes],
+        "intro": issue.body.intro,
+        "articles": issue.body.articles,
+        "closing": content.markdown_block(meta.closing) if meta.closing else None,
+    }
+
+
+def _render(env: jinja2.Environment, name: str, view: dict[str, Any], config: Config, slot) -> str:
+    try:
+        template = env.get_template(name)
+        return template.render(
+            issue=view,
+            newsletter=config.newsletter,
+            sender=config.sender,
+            signature=config.signature,
+            slot=slot,
+        )
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{_shown(exc.filename or exc.name or name)}:{exc.lineno}"
+        raise TemplateError(
+            f"{where}: template syntax error: {exc.message}; fix the template, or delete it "
+            "to use the built-in one"
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(
+            f"templates/{exc.name}: template not found; restore it, or remove the include "
+            "that names it"
+        ) from None
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise TemplateError(
+            f"{_failing_line(exc, name)}: template error: {exc}; fix the template"
+        ) from None
+
+
+def _failing_line(exc: BaseException, fallback: str) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    if not frames:
+        return fallback
+    return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}"
+
+
+def _compile_mjml(source: str) -> str:
+    try:
+        return mjml2html(source, disable_comments=True)
+    except ValueError as exc:
+        raise TemplateError(
+            f"templates/{HTML_TEMPLATE}: MJML could not compile the rendered page ({exc}); "
+            "check the mj- tags in your templates"
+        ) from None
+
+
+def _shown(filename: str) -> str:
+    """A template's path as the editor would type it."""
+    try:
+        return os.path.relpath(filename)
+    except ValueError:
+        return filename

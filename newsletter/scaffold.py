@@ -1,0 +1,105 @@
+"""`newsletter init` (a new newsletter folder) and `newsletter new` (next week's issue)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import shutil
+import unicodedata
+from pathlib import Path
+
+import jinja2
+
+from newsletter.config import CONFIG_FILE, SECRETS_FILE, WEEKDAYS, Config
+from newsletter.errors import NewsletterError
+from newsletter.render import derived_subject
+
+DEFAULTS = Path(__file__).parent / "defaults"
+EXAMPLE_ISSUE = DEFAULTS / "issues" / "2026-11-24-survival-of-the-fittest-funnel.md"
+
+
+class ScaffoldError(NewsletterError):
+    """init or new would overwrite something, or got a bad date or title."""
+
+
+def init(folder: Path) -> list[Path]:
+    """A ready-to-edit newsletter folder; returns what it created."""
+    if (folder / CONFIG_FILE).exists():
+        raise ScaffoldError(
+            f"{folder / CONFIG_FILE}: already exists; this folder is a newsletter already "
+            "(choose another folder to start a new one)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    created = [folder / CONFIG_FILE, folder / SECRETS_FILE, folder / ".gitignore"]
+    shutil.copyfile(DEFAULTS / CONFIG_FILE, folder / CONFIG_FILE)
+    secret_file = folder / SECRETS_FILE
+    if not secret_file.exists():
+        secret_file.write_text(
+            "# Secrets: git-ignored, never commit this file.\n"
+            "[web]\n"
+            f'secret_key = "{secrets.token_urlsafe(32)}"\n'
+            '\n# [smtp]\n# password = "…"\n',
+            encoding="utf-8",
+        )
+        secret_file.chmod(0o600)
+    ignore = folder / ".gitignore"
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    wanted = (DEFAULTS / "gitignore").read_text(encoding="utf-8").splitlines()
+    ignore.write_text("\n".join(lines + [w for w in wanted if w not in lines]) + "\n")
+    templates = folder / "templates"
+    if not templates.exists():
+        shutil.copytree(DEFAULTS / "templates", templates)
+        created.append(templates)
+    issues = folder / "issues"
+    issues.mkdir(exist_ok=True)
+    example = issues / EXAMPLE_ISSUE.name
+    if not example.exists():
+        shutil.copyfile(EXAMPLE_ISSUE, example)
+        created.append(example)
+    return created
+
+
+def next_issue_date(config: Config, today: dt.date) -> dt.date:
+    """The next publishing weekday on or after today that has no issue yet."""
+    weekday = WEEKDAYS.index(config.newsletter.weekday)
+    date = today + dt.timedelta(days=(weekday - today.weekday()) % 7)
+    taken = {p.name[:10] for p in (config.root / "issues").glob("*.md")}
+    while date.isoformat() in taken:
+        date += dt.timedelta(days=7)
+    return date
+
+
+def slugify(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].rstrip("-")
+
+
+def new_issue(config: Config, *, date: dt.date | None, title: str | None, today: dt.date) -> Path:
+    """Write next week's issue file with every section stubbed; never overwrites."""
+    date = date or next_issue_date(config, today)
+    slug = slugify(title) if title else ""
+    path = config.root / "issues" / (f"{date.isoformat()}-{slug}.md" if slug else f"{date}.md")
+    if path.exists():
+        raise ScaffoldError(
+            f"{path}: already exists; edit it, or pass --date or --title for a different file"
+        )
+    if title and ("\n" in title or "\r" in title):
+        raise ScaffoldError("--title: must be a single line; remove the line break")
+    shown_title = title or "TODO the week's theme in a few words"
+    env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)  # noqa: S701 (YAML)
+    template = env.from_string((DEFAULTS / "new-issue.md.j2").read_text(encoding="utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = template.render(
+        title=_yaml_string(shown_title),
+        date=date,
+        default_subject=derived_subject(config.newsletter.name, shown_title),
+    )
+    with path.open("x", encoding="utf-8") as out:  # "x": a race still cannot overwrite
+        out.write(text)
+    return path
+
+
+def _yaml_string(value: str) -> str:
+    # Titles like "Q4: the plan" would otherwise break the YAML.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
