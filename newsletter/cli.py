@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import webbrowser
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ import typer
 
 from newsletter import __version__, preflight, scaffold, screenshots
 from newsletter.config import Config, load_config
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, shown
 from newsletter.issue import load_issue
 from newsletter.render import prepare
 
@@ -75,8 +74,8 @@ def init(
     created = scaffold.init(folder)
     typer.echo(f"Created a newsletter in {folder}/:")
     for path in created:
-        typer.echo(f"  {_shown(path)}")
-    typer.echo(f"Next: edit {_shown(folder / 'newsletter.toml')}, then run 'newsletter new'.")
+        typer.echo(f"  {shown(path)}")
+    typer.echo(f"Next: edit {shown(folder / 'newsletter.toml')}, then run 'newsletter new'.")
 
 
 @app.command(epilog="Example: newsletter new --title 'B2B Flip-flop'")
@@ -94,8 +93,8 @@ def new(
     path = scaffold.new_issue(
         settings, date=date.date() if date else None, title=title, today=dt.date.today()
     )
-    typer.echo(f"Wrote {_shown(path)}")
-    typer.echo(f"Fill in the TODOs, then: newsletter check {_shown(path)}")
+    typer.echo(f"Wrote {shown(path)}")
+    typer.echo(f"Fill in the TODOs, then: newsletter check {shown(path)}")
 
 
 @app.command(epilog="Example: newsletter check issues/2026-11-24-survival-of-the-fittest-funnel.md")
@@ -121,7 +120,7 @@ def check(
         errors += sum(f.level == "error" for f in findings)
         warnings += sum(f.level == "warning" for f in findings)
         if not findings:
-            typer.echo(f"{_shown(path)}: ok")
+            typer.echo(f"{shown(path)}: ok")
     typer.echo(f"Checked {len(paths)} issue(s): {errors} error(s), {warnings} warning(s).")
     if errors or (strict and warnings):
         raise typer.Exit(1)
@@ -151,12 +150,12 @@ def preview(
     html_file.write_text(filled.html, encoding="utf-8")
     text_file.write_text(filled.text, encoding="utf-8")
     size = len(filled.html.encode()) / 1024
-    typer.echo(f"HTML:  {_shown(html_file)} ({size:.0f} KB)")
-    typer.echo(f"Text:  {_shown(text_file)}")
+    typer.echo(f"HTML:  {shown(html_file)} ({size:.0f} KB)")
+    typer.echo(f"Text:  {shown(text_file)}")
     if shots:
         if screenshots.browser_available():
             for label, path in screenshots.take(html_file, out_dir, prepared.slug).items():
-                typer.echo(f"{label.capitalize() + ':':<6} {_shown(path)}")
+                typer.echo(f"{label.capitalize() + ':':<6} {shown(path)}")
         else:
             typer.echo(
                 "Screenshots skipped: Chromium is not installed; run "
@@ -174,7 +173,7 @@ def _issue_path(arg: Path, settings: Config) -> Path:
     issues = settings.root / "issues"
     for candidate in (issues / arg.name, issues / f"{arg.name}.md"):
         if candidate.is_file():
-            return Path(_shown(candidate))
+            return Path(shown(candidate))
     return arg
 
 
@@ -182,14 +181,6 @@ def _all_issues(settings: Config) -> list[Path]:
     paths = sorted((settings.root / "issues").glob("*.md"))
     if not paths:
         raise NewsletterError(
-            f"{_shown(settings.root / 'issues')}: has no issues yet; run 'newsletter new'"
+            f"{shown(settings.root / 'issues')}: has no issues yet; run 'newsletter new'"
         )
-    return [Path(_shown(p)) for p in paths]
-
-
-def _shown(path: Path) -> str:
-    """Paths as the editor would type them: relative to where they stand."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    return [Path(shown(p)) for p in paths]

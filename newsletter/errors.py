@@ -5,6 +5,16 @@ one-line message and exits non-zero, without a traceback.
 """
 
 
+import os
+from pathlib import Path
+
+
+def shown(path: str | Path) -> str:
+    """A path as the editor would type it: relative when under the current folder."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 class NewsletterError(Exception):
     """A user-facing error: its text names the file or field and the fix."""
 

@@ -5,9 +5,9 @@ per-recipient work is only `PreparedIssue.fill`.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
-import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from premailer import Premailer
 
 from newsletter import content, slots
 from newsletter.config import Config
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, shown
 from newsletter.issue import Issue
 
 HTML_TEMPLATE = "issue.mjml.j2"
@@ -98,8 +98,12 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
     )
 
 
+@functools.lru_cache(maxsize=8)
 def environment(root: Path) -> jinja2.Environment:
-    """The editor's templates/ first; any template they have not copied comes built in."""
+    """The editor's templates/ first; any template they have not copied comes built in.
+
+    Cached per folder: compiling the templates is most of a render's cost, and
+    Jinja's auto_reload still picks up a template edited since."""
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(
             [
@@ -124,7 +128,7 @@ def environment(root: Path) -> jinja2.Environment:
 def inline_css(page: str) -> str:
     """Move <style> rules into style attributes for clients that drop <style>;
     @media rules cannot be inlined and stay in the head."""
-    return Premailer(
+    inlined = Premailer(
         page,
         allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
         disable_validation=True,
@@ -132,6 +136,9 @@ def inline_css(page: str) -> str:
         keep_style_tags=False,
         strip_important=False,
     ).transform(pretty_print=False)
+    # premailer drops the doctype; without it clients render in quirks mode.
+    doctype = "<!doctype html>"
+    return inlined if inlined.lower().startswith(doctype) else doctype + inlined
 
 
 def _view(issue: Issue, config: Config) -> dict[str, Any]:
@@ -175,7 +182,7 @@ def _render(env: jinja2.Environment, name: str, view: dict[str, Any], config: Co
             slot=slot,
         )
     except jinja2.TemplateSyntaxError as exc:
-        where = f"{_shown(exc.filename or exc.name or name)}:{exc.lineno}"
+        where = f"{shown(exc.filename or exc.name or name)}:{exc.lineno}"
         raise TemplateError(
             f"{where}: template syntax error: {exc.message}; fix the template, or delete it "
             "to use the built-in one"
@@ -195,7 +202,7 @@ def _failing_line(exc: BaseException, fallback: str) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
     if not frames:
         return fallback
-    return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}"
+    return f"{shown(frames[-1].filename)}:{frames[-1].lineno}"
 
 
 def _compile_mjml(source: str) -> str:
@@ -208,9 +215,3 @@ def _compile_mjml(source: str) -> str:
         ) from None
 
 
-def _shown(filename: str) -> str:
-    """A template's path as the editor would type it."""
-    try:
-        return os.path.relpath(filename)
-    except ValueError:
-        return filename

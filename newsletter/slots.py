@@ -1,5 +1,5 @@
 """Per-recipient slots: markers placed once when an issue is rendered, filled
-for each recipient with one `str.format_map` call (no parsing, no re-rendering).
+for each recipient by joining precut pieces (no parsing, no re-rendering).
 """
 
 from __future__ import annotations
@@ -25,20 +25,23 @@ def marker(prefix: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class SlotTemplate:
-    """Text with named holes: `pattern` is a format string whose own braces are doubled."""
+    """Text cut at its slots: `pieces[0]`, then (slot name, following text) pairs."""
 
-    pattern: str
-    names: frozenset[str]
+    head: str
+    tail: tuple[tuple[str, str], ...]
 
     @classmethod
     def parse(cls, text: str, prefix: str) -> SlotTemplate:
         parts = re.split(rf"\[\[{re.escape(prefix)}:(\w+)\]\]", text)
-        literal = [p.replace("{", "{{").replace("}", "}}") for p in parts[0::2]]
-        holes = parts[1::2]
-        pattern = literal[0] + "".join(
-            f"{{{h}}}{lit}" for h, lit in zip(holes, literal[1:], strict=True)
-        )
-        return cls(pattern=pattern, names=frozenset(holes))
+        return cls(head=parts[0], tail=tuple(zip(parts[1::2], parts[2::2], strict=True)))
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.tail)
 
     def fill(self, values: Mapping[str, str]) -> str:
-        return self.pattern.format_map(values)
+        out = [self.head]
+        for name, text in self.tail:
+            out.append(values[name])
+            out.append(text)
+        return "".join(out)

@@ -1,0 +1,113 @@
+"""Every test gets a real newsletter folder on a temp path, made by `newsletter init`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter import scaffold, screenshots
+from newsletter.cli import app
+from newsletter.config import Config, load_config
+
+FULL_ISSUE = """\
+---
+title: B2B Flip-flop
+date: 2026-11-24
+subject: "Flip, then flop: what B2B marketers do now"
+preheader: Sales and marketing keep reversing course. Why?
+on_this_date:
+  year: 1839
+  text: The daguerreotype process was announced to the world.
+  link: https://en.wikipedia.org/wiki/Daguerreotype
+theme_song:
+  title: Learning to Fly
+  artist: Tom Petty
+  url: https://example.com/learning-to-fly
+  note: A song about starting over, which is what the flop makes us do.
+quotes:
+  - text: The trap many people fall into is to allocate their time to whoever screams loudest.
+    author: Clayton Christensen
+    source: https://example.com/christensen
+  - text: When you hustle a colleague or a friend, they can tell.
+    author: Seth Godin
+closing: |
+  As always, call me to brainstorm or just say hello!
+---
+
+A short intro before the first article.
+
+## The Flip and the Flop
+
+Every January sales says the leads are not good enough. That's the flip.
+Read [the whole story](https://example.com/story).
+
+> Strategy is about making choices.
+— Michael Porter
+
+## What's in Your Junk Drawer?
+
+Old phones, old drives, old media players: the drawer where tech goes to die.
+"""
+
+MINIMAL_ISSUE = """\
+---
+title: Short One
+date: 2026-12-01
+---
+
+## Only Article
+
+Just one article this week.
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "letter"
+    scaffold.init(root)
+    return root
+
+
+@pytest.fixture
+def config(folder: Path) -> Config:
+    return load_config(folder / "newsletter.toml", environ={})
+
+
+@pytest.fixture
+def write_issue(folder: Path):
+    def write(text: str | bytes, name: str = "2026-11-24-b2b-flip-flop.md") -> Path:
+        path = folder / "issues" / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run the CLI in the newsletter folder, as the editor would."""
+    monkeypatch.chdir(folder)
+    for var in [v for v in os.environ if v.startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(var)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return run
+
+
+def require_browser() -> None:
+    """Skip without Chromium locally; in CI (NEWSLETTER_REQUIRE_BROWSER=1) fail instead."""
+    if screenshots.browser_available():
+        return
+    reason = f"Chromium not found at {screenshots.CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("NEWSLETTER_REQUIRE_BROWSER"):
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -1,0 +1,123 @@
+"""newsletter.toml: validation, environment overrides and secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.config import ConfigError, load_config
+
+
+def edit(folder, old: str, new: str) -> None:
+    path = folder / "newsletter.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def error(folder, environ=None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder / "newsletter.toml", environ=environ or {})
+    return str(caught.value)
+
+
+def test_init_config_loads_with_its_defaults(config, folder):
+    assert config.newsletter.name == "The Pipeline Weekly"
+    assert config.newsletter.weekday == "tuesday"
+    assert config.database.url == "sqlite:///subscribers.db"
+    assert config.root == folder.resolve()
+    # init wrote a signing secret into the git-ignored secrets.toml
+    assert len(config.web.secret_key.get_secret_value()) >= 32
+    assert "secrets.toml" in (folder / ".gitignore").read_text()
+
+
+def test_environment_overrides_any_key(folder):
+    config = load_config(
+        folder / "newsletter.toml",
+        environ={"NEWSLETTER_SMTP_PORT": "2526", "NEWSLETTER_NEWSLETTER_NAME": "Env Name"},
+    )
+    assert config.smtp.port == 2526 and config.newsletter.name == "Env Name"
+
+
+def test_password_comes_from_the_environment(folder):
+    config = load_config(folder / "newsletter.toml", environ={"NEWSLETTER_SMTP_PASSWORD": "s3cr3t"})
+    assert config.smtp.password.get_secret_value() == "s3cr3t"
+    assert "s3cr3t" not in repr(config)
+
+
+def test_bad_environment_value_names_the_variable(folder):
+    message = error(folder, {"NEWSLETTER_SMTP_PORT": "lots"})
+    assert message == (
+        "NEWSLETTER_SMTP_PORT: smtp.port: 'lots' is not a number; expected a number like 1839"
+    )
+
+
+def test_misspelt_environment_variable_is_an_error(folder):
+    assert "NEWSLETTER_SMTP_PROT: smtp.prot: is not a known field (did you mean 'port'?)" in (
+        error(folder, {"NEWSLETTER_SMTP_PROT": "25"})
+    )
+
+
+def test_wrong_value_names_file_line_and_key(folder):
+    edit(folder, "port = 2525", "port = 99999")
+    message = error(folder)
+    assert message.endswith(
+        "newsletter.toml:36: smtp.port: 99999 is out of range; "
+        "expected a value less than or equal to 65535"
+    ), message
+
+
+def test_missing_postal_address_is_named(folder):
+    edit(folder, "postal_address =", "# postal_address =")
+    assert "newsletter.toml:6: newsletter.postal_address: is missing; add it" in error(folder)
+
+
+def test_missing_section_is_named(folder):
+    text = (folder / "newsletter.toml").read_text()
+    (folder / "newsletter.toml").write_text(text.split("[sender]")[0])
+    assert "sender: section [sender] is missing; add it" in error(folder)
+
+
+def test_bad_email_address(folder):
+    edit(folder, 'from_address = "dana@news.example.com"', 'from_address = "dana-at-example"')
+    assert "sender.from_address: 'dana-at-example' is not a valid email address" in error(folder)
+
+
+def test_unknown_key_is_an_error(folder):
+    edit(folder, 'weekday = "tuesday"', 'weekday = "tuesday"\nwekday = "monday"')
+    assert "newsletter.wekday: is not a known field (did you mean 'weekday'?)" in error(folder)
+
+
+def test_bad_weekday_lists_the_choices(folder):
+    edit(folder, 'weekday = "tuesday"', 'weekday = "tusday"')
+    assert "newsletter.weekday: 'tusday' is not allowed; expected 'monday', 'tuesday'" in (
+        error(folder)
+    )
+
+
+def test_crlf_in_from_name_is_refused(folder):
+    edit(folder, 'from_name = "Dana Whitfield"', 'from_name = "Dana\\r\\nBcc: x@example.com"')
+    assert "sender.from_name: contains a line break" in error(folder)
+
+
+def test_toml_syntax_error_has_a_line(folder):
+    edit(folder, 'language = "en"', "language = en")
+    message = error(folder)
+    assert "newsletter.toml:15: TOML syntax error" in message, message
+
+
+def test_password_in_newsletter_toml_is_refused(folder):
+    edit(folder, "[smtp]", '[smtp]\npassword = "hunter2"')
+    message = error(folder)
+    assert "smtp.password: secrets do not belong in newsletter.toml" in message
+    assert "NEWSLETTER_SMTP_PASSWORD" in message and "hunter2" not in message
+
+
+def test_only_secrets_belong_in_secrets_toml(folder):
+    (folder / "secrets.toml").write_text('[smtp]\nhost = "mail.example.com"\n')
+    assert "secrets.toml:2: smtp.host: only secrets belong in secrets.toml" in error(folder)
+
+
+def test_missing_config_says_how_to_make_one(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "newsletter.toml", environ={})
+    assert "run 'newsletter init'" in str(caught.value)

@@ -1,0 +1,101 @@
+"""`newsletter check`'s preflight: what would go wrong in an inbox, found before sending."""
+
+from __future__ import annotations
+
+from conftest import FULL_ISSUE, MINIMAL_ISSUE
+
+from newsletter.preflight import check_file
+
+SHORT = "2026-12-01-short-one.md"
+
+
+def found(path, config, level=None) -> list[str]:
+    return [str(f) for f in check_file(path, config) if level in (None, f.level)]
+
+
+def test_good_issues_have_no_findings(write_issue, config, folder):
+    assert found(write_issue(FULL_ISSUE), config) == []
+    example = next((folder / "issues").glob("*funnel.md"))
+    assert found(example, config) == []
+
+
+def test_leftover_todo_is_an_error_with_its_line(write_issue, config):
+    path = write_issue(MINIMAL_ISSUE.replace("Just one article", "TODO finish this"), SHORT)
+    assert found(path, config) == [
+        f"{path}:8: error: still has a TODO placeholder; replace it with your text, "
+        "or delete the section"
+    ]
+
+
+def test_fresh_scaffold_reports_schema_and_todo_lines_together(cli, folder, config):
+    cli("new", "--date", "2026-12-08")
+    path = folder / "issues" / "2026-12-08.md"
+    findings = found(path, config, "error")
+    assert any(
+        ":10: error: on_this_date.year: still holds the scaffold's TODO" in f for f in findings
+    )
+    assert any(":8: error: still has a TODO placeholder" in f for f in findings)
+    assert len(findings) > 10
+
+
+def test_link_that_cannot_work_in_email_is_an_error(write_issue, config):
+    path = write_issue(
+        MINIMAL_ISSUE.replace("Just one article", "See [the deck](/slides/q4)"), SHORT
+    )
+    assert found(path, config) == [
+        f"{path}:8: error: link '/slides/q4' is not a web or mailto link, so it cannot work "
+        "in an email; use a full https:// address"
+    ]
+
+
+def test_image_without_alt_text_is_a_warning(write_issue, config):
+    path = write_issue(MINIMAL_ISSUE + "\n![](https://example.com/chart.png)\n", SHORT)
+    assert found(path, config) == [
+        f"{path}:10: warning: image 'https://example.com/chart.png' has no alt text, so screen "
+        "readers and image-blocking clients show nothing; write ![what it shows](url)"
+    ]
+
+
+def test_image_with_relative_path_is_an_error(write_issue, config):
+    path = write_issue(MINIMAL_ISSUE + "\n![A chart](chart.png)\n", SHORT)
+    assert found(path, config, "error") == [
+        f"{path}:10: error: image 'chart.png' is not a full web address, so readers cannot "
+        "load it; use https://…"
+    ]
+
+
+def test_empty_article_and_empty_closing_are_warnings(write_issue, config):
+    text = MINIMAL_ISSUE.replace("title: Short One", 'title: Short One\nclosing: ""')
+    path = write_issue(text + "\n## Coming soon\n", SHORT)
+    assert found(path, config) == [
+        f"{path}:3: warning: closing: is empty; write a closing note, or delete the field",
+        f"{path}:11: warning: article 'Coming soon' has no text; write it, or delete the heading",
+    ]
+
+
+def test_html_over_gmail_clip_limit_is_an_error(write_issue, config):
+    paragraphs = "\n\n".join(f"Paragraph {i} " + "words " * 150 for i in range(130))
+    path = write_issue(MINIMAL_ISSUE + "\n" + paragraphs + "\n", SHORT)
+    (finding,) = found(path, config)
+    assert finding.startswith(f"{path}: error: the HTML is ")
+    assert "over Gmail's 102 KB limit" in finding
+
+
+def test_footer_without_unsubscribe_or_address_is_an_error(folder, write_issue, config):
+    (folder / "templates" / "sections" / "footer.mjml.j2").write_text(
+        "<mj-section><mj-column><mj-text>Bye</mj-text></mj-column></mj-section>\n"
+    )
+    path = write_issue(MINIMAL_ISSUE, SHORT)
+    findings = found(path, config)
+    assert f"{path}: error: the HTML part has no unsubscribe link; put " in findings[0]
+    assert any("the HTML part does not show the postal address" in f for f in findings)
+    # The text part keeps its own footer, so only the HTML is reported.
+    assert not any("plain-text" in f for f in findings)
+
+
+def test_date_that_disagrees_with_file_name_is_a_warning(write_issue, config):
+    path = write_issue(MINIMAL_ISSUE, "2026-12-08-short-one.md")
+    assert found(path, config) == [
+        f"{path}:3: warning: date: is 2026-12-01 but the file name says 2026-12-08; make them "
+        "match so the archive sorts right"
+    ]
