@@ -4,7 +4,6 @@ Each module raises its own small subclass; the CLI prints any of them as a
 one-line message and exits non-zero, without a traceback.
 """
 
-
 import os
 from pathlib import Path
 

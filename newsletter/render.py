@@ -213,5 +213,3 @@ def _compile_mjml(source: str) -> str:
             f"templates/{HTML_TEMPLATE}: MJML could not compile the rendered page ({exc}); "
             "check the mj- tags in your templates"
         ) from None
-
-
