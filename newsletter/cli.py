@@ -68,7 +68,9 @@ def main(
 @app.command(epilog="Example: newsletter init my-newsletter")
 @reports_errors
 def init(
-    folder: Annotated[Path, typer.Argument(help="Folder to create (or fill).")] = Path("."),
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder to create (or fill).")
+    ] = Path("."),
 ) -> None:
     """Create a newsletter folder: config, secrets, templates and an example issue."""
     created = scaffold.init(folder)
@@ -103,7 +105,9 @@ def check(
     issues: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Issue files (or slugs). Default: every issue in issues/.", show_default=False
+            metavar="ISSUE",
+            help="Issue files (or slugs). Default: every issue in issues/.",
+            show_default=False,
         ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
@@ -129,7 +133,7 @@ def check(
 @app.command(epilog="Example: newsletter preview issues/2026-11-24-….md --screenshots")
 @reports_errors
 def preview(
-    issue: Annotated[Path, typer.Argument(help="Issue file (or slug).")],
+    issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="Issue file (or slug).")],
     out: Annotated[
         Path | None, typer.Option(help="Where to write. Default: build/ in the newsletter folder.")
     ] = None,
