@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/newsletter check issues/*.md
-	$(BIN)/newsletter preview $(SAMPLE)
+	$(BIN)/newsletter preview $(SAMPLE) --screenshots
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
