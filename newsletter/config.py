@@ -45,8 +45,15 @@ class _Section(BaseModel):
 class NewsletterSection(_Section):
     name: OneLine = Field(min_length=1, max_length=120)
     tagline: OneLine = ""
-    base_url: WebUrl
-    postal_address: str = Field(min_length=5, max_length=300)
+    base_url: WebUrl = Field(
+        description="unsubscribe and web-version links start with it, e.g. https://news.example.com"
+    )
+    postal_address: str = Field(
+        min_length=5,
+        max_length=300,
+        description="the law (CAN-SPAM, and most countries' equivalents) requires a postal "
+        "address in every commercial email",
+    )
     weekday: Literal[WEEKDAYS] = "tuesday"  # type: ignore[valid-type]
     language: str = Field("en", pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
     greeting_fallback: OneLine = Field("there", max_length=60)
@@ -54,7 +61,7 @@ class NewsletterSection(_Section):
 
 class SenderSection(_Section):
     from_name: OneLine = Field(min_length=1, max_length=120)
-    from_address: EmailStr
+    from_address: EmailStr = Field(description="every message needs a From address")
     reply_to: EmailStr | None = None
 
 
@@ -79,7 +86,17 @@ class SmtpSection(_Section):
     password: SecretStr | None = None
     timeout: float = Field(30.0, gt=0)
     connections: int = Field(4, ge=1, le=64)
-    rate: float = Field(20.0, gt=0, description="messages per second, across all connections")
+    rate: float = Field(20.0, ge=0, description="messages per second in all; 0 for no limit")
+    max_attempts: int = Field(5, ge=1, le=50)
+    retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
+    pause_after: int = Field(10, ge=1, description="consecutive connection failures")
+    bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
+
+
+class DkimSection(_Section):
+    selector: OneLine | None = None
+    domain: OneLine | None = None
+    key_file: str | None = Field(None, description="PEM private key, kept out of git")
 
 
 class DatabaseSection(_Section):
@@ -97,6 +114,7 @@ class Config(_Section):
     smtp: SmtpSection = SmtpSection()
     database: DatabaseSection = DatabaseSection()
     web: WebSection = WebSection()
+    dkim: DkimSection = DkimSection()
 
     _root: Path = PrivateAttr(default=Path("."))
 
@@ -240,6 +258,11 @@ def _config_error(exc: ValidationError, sources: dict[str, tuple[str, str]]) -> 
             line = _line_of(text, str(loc[0]), str(loc[1]) if len(loc) > 1 else "")
             where = f"{path}:{line}"
         what = explain(error, known)
+        if error["type"] == "missing" and len(loc) == 2:
+            info = getattr(Config.model_fields.get(str(loc[0])), "annotation", None)
+            spec = getattr(info, "model_fields", {}).get(str(loc[1]))
+            if spec is not None and spec.description:
+                what = f"is missing: {spec.description}; add it"
         if error["type"] == "missing" and len(loc) == 1:
             what = f"section [{loc[0]}] is missing; add it (see 'newsletter init' for an example)"
         lines.append(f"{where}: {field}: {what}")

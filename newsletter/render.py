@@ -92,7 +92,7 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
         slug=issue.slug,
         subject=view["subject"],
         preheader=view["preheader"],
-        html=slots.SlotTemplate.parse(page, prefix),
+        html=slots.SlotTemplate.parse(page.rstrip("\n") + "\n", prefix),
         text=slots.SlotTemplate.parse(text.strip() + "\n", prefix),
         fallback_name=config.newsletter.greeting_fallback,
     )

@@ -68,7 +68,9 @@ def test_wrong_value_names_file_line_and_key(folder):
 
 def test_missing_postal_address_is_named(folder):
     edit(folder, "postal_address =", "# postal_address =")
-    assert "newsletter.toml:6: newsletter.postal_address: is missing; add it" in error(folder)
+    assert "newsletter.toml:6: newsletter.postal_address: is missing: the law (CAN-SPAM" in error(
+        folder
+    )
 
 
 def test_missing_section_is_named(folder):

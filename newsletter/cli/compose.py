@@ -1,68 +1,22 @@
-"""The `newsletter` command. Each command is a few lines over one core call;
-every NewsletterError becomes a one-line message and exit code 1."""
+"""Composing: init, new, check and preview. Each command is a few lines over one core call."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import webbrowser
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from newsletter import __version__, preflight, scaffold, screenshots
+from newsletter import preflight, scaffold, screenshots
+from newsletter.cli.common import ConfigOption, reports_errors
 from newsletter.config import Config, load_config
 from newsletter.errors import NewsletterError, shown
 from newsletter.issue import load_issue
 from newsletter.render import prepare
 
-app = typer.Typer(
-    help="Write a weekly email newsletter as files, check and preview it, and send it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,  # locals could hold the SMTP password
-)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The newsletter.toml to use. Default: ./newsletter.toml, or $NEWSLETTER_CONFIG.",
-        show_default=False,
-    ),
-]
-
-
-def reports_errors(command):
-    """Turn a user's mistake into its one-line message instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except NewsletterError as exc:
-            for line in exc.lines():
-                typer.echo(f"error: {line}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"newsletter {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-) -> None:
-    """Write a weekly email newsletter as files, check and preview it, and send it."""
+app = typer.Typer()
 
 
 @app.command(epilog="Example: newsletter init my-newsletter")

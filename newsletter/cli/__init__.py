@@ -1,0 +1,31 @@
+"""The `newsletter` command: one Typer app assembled from its command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from newsletter import __version__
+from newsletter.cli import compose, subscribers
+from newsletter.cli.common import new_app
+
+app = new_app("Write a weekly email newsletter as files, check and preview it, and send it.")
+app.add_typer(compose.app)
+app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(subscribers.db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Write a weekly email newsletter as files, check and preview it, and send it."""

@@ -1,0 +1,118 @@
+"""The tables: subscribers, sends (one per issue sent) and deliveries (one per
+send and subscriber). Schema changes go through Alembic (newsletter/migrations)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Status(enum.StrEnum):
+    pending = "pending"
+    active = "active"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+
+
+class SendState(enum.StrEnum):
+    sending = "sending"
+    paused = "paused"
+    done = "done"
+
+
+class DeliveryState(enum.StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+    bounced = "bounced"
+
+
+def _enum(kind: type[enum.Enum], name: str) -> Enum:
+    # Stored as text with a CHECK constraint: readable in any SQL shell, same on SQLite and PG.
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda k: [m.value for m in k],
+    )
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Normalized and lower-cased, so uniqueness is case-insensitive.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The consent record: when, from where (form URL, IP, file), and the text agreed to.
+    consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    consent_source: Mapped[str | None] = mapped_column(String(500))
+    consent_text: Mapped[str | None] = mapped_column(Text)
+
+
+class Send(Base):
+    __tablename__ = "sends"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    # What was sent, with its per-recipient slot markers, so a resumed send
+    # sends exactly what the first recipients got.
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    slot_prefix: Mapped[str] = mapped_column(String(40))
+    state: Mapped[SendState] = mapped_column(_enum(SendState, "send_state"))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("send_id", "subscriber_id"),
+        # The send loop walks one send's pending rows in id order.
+        Index("ix_deliveries_send_state_id", "send_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    # Snapshot of the address and name at the start of the send.
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState, "delivery_state"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str | None] = mapped_column(String(500))
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

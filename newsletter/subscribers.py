@@ -1,0 +1,281 @@
+"""The subscriber list: add, remove, list, count, import and export CSV.
+
+Addresses are validated (no DNS lookups) and stored normalized and
+lower-cased, so uniqueness is case-insensitive. Nobody who unsubscribed or
+bounced is ever re-activated by the editor's tools: only the person can opt
+back in, through the signup form.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.errors import NewsletterError
+from newsletter.models import Status, Subscriber, utcnow
+
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CHUNK = 500  # addresses per IN (...) lookup during an import
+
+
+class SubscriberError(NewsletterError):
+    """An address or name is invalid, or the change is not allowed."""
+
+
+def normalize_email(raw: str) -> str:
+    """A valid, normalized, lower-cased address, or SubscriberError saying why not."""
+    value = raw.strip()
+    if _CONTROL.search(value):
+        raise SubscriberError(f"{value!r}: contains a control character; expected name@example.com")
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(
+            f"{value!r} is not a valid email address ({exc}); expected name@example.com"
+        ) from None
+    return checked.normalized.lower()
+
+
+def clean_name(raw: str | None) -> str:
+    if raw and _CONTROL.search(raw):
+        # A name reaches the To: header; a line break there could inject headers.
+        raise SubscriberError(
+            f"name {raw!r}: contains a line break or control character; remove it"
+        )
+    name = " ".join((raw or "").split())
+    if len(name) > MAX_NAME:
+        raise SubscriberError(f"name: is {len(name)} characters; expected at most {MAX_NAME}")
+    return name
+
+
+def parse_status(raw: str) -> Status:
+    try:
+        return Status(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise SubscriberError(f"status {raw!r} is not known; expected one of {choices}") from None
+
+
+def find(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
+
+
+def add(session: Session, email: str, name: str | None = None, source: str = "cli") -> Subscriber:
+    """Add an active subscriber the editor vouches for (the consent record says so)."""
+    address = normalize_email(email)
+    existing = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if existing is not None:
+        if existing.status in (Status.unsubscribed, Status.bounced):
+            raise SubscriberError(
+                f"{address}: is {existing.status.value}; they must opt in again themselves "
+                "through the signup form"
+            )
+        raise SubscriberError(f"{address}: is already on the list ({existing.status.value})")
+    now = utcnow()
+    subscriber = Subscriber(
+        email=address,
+        name=clean_name(name),
+        status=Status.active,
+        source=source,
+        created_at=now,
+        confirmed_at=now,
+        bounce_count=0,
+        consent_at=now,
+        consent_source=f"added by the editor ({source})",
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def remove(session: Session, email: str) -> Subscriber:
+    """Unsubscribe: the row stays, so that an import cannot add them back."""
+    subscriber = find(session, email)
+    if subscriber is None:
+        raise SubscriberError(f"{normalize_email(email)}: is not on the list")
+    if subscriber.status != Status.unsubscribed:
+        subscriber.status = Status.unsubscribed
+        subscriber.unsubscribed_at = utcnow()
+    return subscriber
+
+
+def iterate(session: Session, status: Status | None = None) -> Iterator[Subscriber]:
+    """Stream subscribers in id order without loading the whole list."""
+    query = select(Subscriber).order_by(Subscriber.id).execution_options(yield_per=1000)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    yield from session.scalars(query)
+
+
+def counts(session: Session) -> dict[Status, int]:
+    rows = session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    ).all()
+    found = dict(rows)
+    return {status: found.get(status, 0) for status in Status}
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_unsubscribed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def import_csv(session: Session, path: Path) -> ImportReport:
+    """Import valid rows in one transaction; report each invalid row by line."""
+    report = ImportReport()
+    rows = _read_rows(path, report)
+    now = utcnow()
+    new: list[dict] = []
+    addresses = list(rows)
+    for start in range(0, len(addresses), _CHUNK):
+        chunk = addresses[start : start + _CHUNK]
+        existing = {
+            s.email: s
+            for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(chunk)))
+        }
+        for address in chunk:
+            name, status = rows[address]
+            current = existing.get(address)
+            if current is None:
+                new.append(_new_row(address, name, status or Status.active, now, path))
+            else:
+                _merge(current, name, status, report, now)
+    if new:
+        session.execute(insert(Subscriber), new)
+    report.added = len(new)
+    return report
+
+
+def _read_rows(path: Path, report: ImportReport) -> dict[str, tuple[str, Status | None]]:
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise SubscriberError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    rows: dict[str, tuple[str, Status | None]] = {}
+    first_line: dict[str, int] = {}
+    with handle:
+        reader = csv.DictReader(handle)
+        try:
+            fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        except UnicodeDecodeError:
+            raise SubscriberError(f"{path}: is not UTF-8 text; save it as UTF-8 CSV") from None
+        if "email" not in fields:
+            raise SubscriberError(
+                f"{path}:1: no 'email' column in the header row; expected a header like "
+                "email,name,status"
+            )
+        reader.fieldnames = fields
+        try:
+            for row in reader:
+                line = reader.line_num
+                try:
+                    address = normalize_email(row.get("email") or "")
+                    name = clean_name(row.get("name"))
+                    status = parse_status(row["status"]) if row.get("status") else None
+                except SubscriberError as exc:
+                    report.errors.append(f"{path}:{line}: {exc}")
+                    continue
+                if address in rows:
+                    report.errors.append(
+                        f"{path}:{line}: {address}: repeats line {first_line[address]}; "
+                        "keep one row per address"
+                    )
+                    continue
+                rows[address] = (name, status)
+                first_line[address] = line
+        except UnicodeDecodeError:
+            raise SubscriberError(
+                f"{path}:{reader.line_num + 1}: is not UTF-8 text; save the file as UTF-8 CSV"
+            ) from None
+        except csv.Error as exc:
+            raise SubscriberError(
+                f"{path}:{reader.line_num}: CSV error ({exc}); fix the row"
+            ) from None
+    return rows
+
+
+def _new_row(address: str, name: str, status: Status, now: dt.datetime, path: Path) -> dict:
+    return {
+        "email": address,
+        "name": name,
+        "status": status,
+        "source": "import",
+        "created_at": now,
+        "confirmed_at": now if status == Status.active else None,
+        "unsubscribed_at": now if status == Status.unsubscribed else None,
+        "bounce_count": 0,
+        "consent_at": now,
+        "consent_source": f"imported by the editor from {path.name}",
+    }
+
+
+def _merge(
+    current: Subscriber, name: str, status: Status | None, report: ImportReport, now
+) -> None:
+    changed = False
+    if name and name != current.name:
+        current.name = name
+        changed = True
+    if status is not None and status != current.status:
+        if current.status in (Status.unsubscribed, Status.bounced):
+            # Never silently re-activate someone who left or whose mail bounced.
+            report.kept_unsubscribed += 1
+            return
+        current.status = status
+        if status == Status.unsubscribed:
+            current.unsubscribed_at = now
+        changed = True
+    if changed:
+        report.updated += 1
+    else:
+        report.unchanged += 1
+
+
+def export_csv(session: Session, path: Path, status: Status | None = None) -> int:
+    """Write email,name,status,created_at; returns how many rows."""
+    count = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "status", "created_at"])
+        for subscriber in iterate(session, status):
+            writer.writerow(
+                [
+                    subscriber.email,
+                    subscriber.name,
+                    subscriber.status.value,
+                    subscriber.created_at.isoformat() if subscriber.created_at else "",
+                ]
+            )
+            count += 1
+    tmp.replace(path)  # never a half-written export
+    return count
+
+
+def mark_bounced(session: Session, subscriber_ids: list[int], limit: int) -> None:
+    """Count a hard bounce; at `limit` bounces the subscriber stops receiving."""
+    if not subscriber_ids:
+        return
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .values(bounce_count=Subscriber.bounce_count + 1)
+    )
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(subscriber_ids), Subscriber.bounce_count >= limit)
+        .values(status=Status.bounced)
+    )
