@@ -8,6 +8,7 @@ meant to be committed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -25,12 +26,14 @@ from pydantic import (
 )
 
 from newsletter.errors import NewsletterError
-from newsletter.fields import OneLine, WebUrl, dotted, explain, field_names
+from newsletter.fields import OneLine, WebUrl, dotted, explain
 
 CONFIG_FILE = "newsletter.toml"
 SECRETS_FILE = "secrets.toml"
 ENV_PREFIX = "NEWSLETTER_"
 SECRETS = {"smtp": {"password"}, "web": {"secret_key"}}
+# NEWSLETTER_* variables that are not config keys.
+OTHER_VARIABLES = {"NEWSLETTER_CONFIG", "NEWSLETTER_CHROMIUM", "NEWSLETTER_REQUIRE_BROWSER"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -55,7 +58,11 @@ class NewsletterSection(_Section):
         "address in every commercial email",
     )
     weekday: Literal[WEEKDAYS] = "tuesday"  # type: ignore[valid-type]
-    language: str = Field("en", pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
+    language: str = Field(
+        "en",
+        pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$",
+        description="a language code like en or pt-BR",
+    )
     greeting_fallback: OneLine = Field("there", max_length=60)
 
 
@@ -176,7 +183,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     except OSError as exc:
@@ -201,32 +208,47 @@ def _lineno_from(message: str) -> int:
 
 
 def _check_only_secrets(path: Path, text: str, data: dict[str, Any]) -> None:
+    known = [f"{s}.{k}" for s, keys in SECRETS.items() for k in sorted(keys)]
     for section, values in data.items():
         allowed = SECRETS.get(section, set())
-        for key in values if isinstance(values, dict) else [section]:
-            if key not in allowed:
-                raise ConfigError(
-                    f"{path}:{_line_of(text, section, key)}: {section}.{key}: only secrets "
-                    f"belong in {SECRETS_FILE} (smtp.password, web.secret_key); move it to "
-                    f"{CONFIG_FILE}"
-                )
+        for key in values if isinstance(values, dict) else [""]:
+            name = f"{section}.{key}" if key else section
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            fix = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"only {', '.join(known)} belong here; other settings go in {CONFIG_FILE}"
+            )
+            raise ConfigError(f"{path}:{_line_of(text, section, key)}: {name}: {fix}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
     for section, values in extra.items():
+        if not isinstance(into.get(section, {}), dict):
+            continue  # newsletter.toml has a plain value here; validation reports it
         into.setdefault(section, {}).update(values)
 
 
 def _from_env(environ: dict[str, str]):
     sections = sorted(Config.model_fields, key=len, reverse=True)
     for var, value in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX):
-            continue
+        if not var.startswith(ENV_PREFIX) or var in OTHER_VARIABLES or not value:
+            continue  # an empty variable counts as unset
         rest = var[len(ENV_PREFIX) :].lower()
         for section in sections:
             if rest.startswith(section + "_"):
                 yield section, rest[len(section) + 1 :], value, var
                 break
+        else:
+            head = rest.split("_", 1)[0]
+            close = difflib.get_close_matches(head, sections, n=1, cutoff=0.75)
+            if close:
+                raise ConfigError(
+                    f"{var}: there is no [{head}] section (did you mean "
+                    f"{ENV_PREFIX}{close[0].upper()}_…?); fix the variable's name"
+                )
 
 
 def _line_of(text: str, section: str, key: str) -> int:
@@ -245,7 +267,6 @@ def _line_of(text: str, section: str, key: str) -> int:
 
 
 def _config_error(exc: ValidationError, sources: dict[str, tuple[str, str]]) -> ConfigError:
-    known = field_names(Config)
     lines = []
     for error in exc.errors():
         loc = tuple(error["loc"])
@@ -257,12 +278,15 @@ def _config_error(exc: ValidationError, sources: dict[str, tuple[str, str]]) -> 
         else:
             line = _line_of(text, str(loc[0]), str(loc[1]) if len(loc) > 1 else "")
             where = f"{path}:{line}"
-        what = explain(error, known)
-        if error["type"] == "missing" and len(loc) == 2:
-            info = getattr(Config.model_fields.get(str(loc[0])), "annotation", None)
-            spec = getattr(info, "model_fields", {}).get(str(loc[1]))
-            if spec is not None and spec.description:
+        secret = len(loc) > 1 and str(loc[1]) in SECRETS.get(str(loc[0]), set())
+        what = explain(error, Config, secret=secret)
+        info = getattr(Config.model_fields.get(str(loc[0])), "annotation", None)
+        spec = getattr(info, "model_fields", {}).get(str(loc[1])) if len(loc) == 2 else None
+        if spec is not None and spec.description:
+            if error["type"] == "missing":
                 what = f"is missing: {spec.description}; add it"
+            elif error["type"] == "string_pattern_mismatch":
+                what = f"{error['input']!r} is not {spec.description}"
         if error["type"] == "missing" and len(loc) == 1:
             what = f"section [{loc[0]}] is missing; add it (see 'newsletter init' for an example)"
         lines.append(f"{where}: {field}: {what}")

@@ -62,9 +62,18 @@ class Article:
 
 
 @dataclass(frozen=True)
+class Link:
+    kind: str  # "link" or "image"
+    url: str
+    alt: str
+    line: int  # in the body
+
+
+@dataclass(frozen=True)
 class Body:
     intro: tuple[Block, ...]
     articles: tuple[Article, ...]
+    links: tuple[Link, ...] = ()
 
 
 def parse_body(text: str) -> Body:
@@ -91,7 +100,21 @@ def parse_body(text: str) -> Body:
         i += 1
     intro = _blocks(sections[0][2])
     articles = tuple(Article(h, _blocks(toks), line) for h, line, toks in sections[1:])
-    return Body(intro=intro, articles=articles)
+    return Body(intro=intro, articles=articles, links=tuple(_links(tokens)))
+
+
+def _links(tokens: list[Token]):
+    for tok in tokens:
+        if tok.type != "inline" or not tok.map:
+            continue
+        line = tok.map[0] + 1
+        for child in tok.children or []:
+            if child.type == "link_open":
+                yield Link("link", str(child.attrGet("href") or ""), "", line)
+            elif child.type == "image":
+                yield Link("image", str(child.attrGet("src") or ""), child.content, line)
+            if child.type == "softbreak":
+                line += 1
 
 
 def markdown_block(text: str) -> Prose:

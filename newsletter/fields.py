@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line/paragraph separators: all of them
+# can break a mail header, and none belongs in a single line of text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _single_line(value: str) -> str:
@@ -35,23 +37,28 @@ OneLine = Annotated[str, AfterValidator(_single_line)]
 WebUrl = Annotated[str, AfterValidator(_web_url)]
 
 
-def field_names(model: type[BaseModel]) -> set[str]:
-    """Every field name in a model and the models nested in it."""
-    names: set[str] = set()
-    pending: list[Any] = [model]
-    seen: set[Any] = set()
-    while pending:
-        item = pending.pop()
-        if item in seen:
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names allowed where `path` points (for 'did you mean')."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(part, int):
             continue
-        seen.add(item)
-        if isinstance(item, type) and issubclass(item, BaseModel):
-            for name, info in item.model_fields.items():
-                names.add(name)
-                pending.append(info.annotation)
-        for arg in getattr(item, "__args__", ()) or ():
-            pending.append(arg)
-    return names
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = fields[part].annotation
+    return list(getattr(_unwrap(current), "model_fields", {}))
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X] → X, X | None → X."""
+    while getattr(annotation, "__args__", None) and not hasattr(annotation, "model_fields"):
+        args = [a for a in annotation.__args__ if a is not type(None)]
+        if not args:
+            break
+        annotation = args[0]
+    return annotation
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
@@ -61,42 +68,54 @@ def dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def explain(error: dict[str, Any], known: set[str]) -> str:
-    """One error as 'what is wrong; what is expected' (without the location)."""
+def explain(error: dict[str, Any], model: type[BaseModel], secret: bool = False) -> str:
+    """One error as 'what is wrong; what is expected' (without the location).
+    With `secret`, the value is never repeated back."""
     kind = error["type"]
     value = error.get("input")
+    shown = "the value" if secret else repr(value)
     if isinstance(value, str) and value.strip().upper().startswith("TODO"):
         return "still holds the scaffold's TODO placeholder; replace it with your own text"
     if kind == "missing":
         return "is missing; add it"
     if kind == "extra_forbidden":
-        name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        loc = tuple(error["loc"])
+        allowed = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"is not a known field{hint}; remove it or fix its spelling"
-    if kind == "string_too_short":
+    if value is None and kind.endswith("_type"):
+        return "is empty; expected a value (or delete the line)"
+    if kind in ("string_too_short", "too_short"):
         return "is empty; expected some text"
-    if kind == "string_too_long":
+    if kind in ("string_too_long", "too_long"):
         limit = error.get("ctx", {}).get("max_length")
-        return f"is too long ({len(value)} characters); expected at most {limit}"
-    if kind in ("string_type",):
-        return f"{value!r} is not text; expected text (put it in quotes)"
+        size = len(value) if hasattr(value, "__len__") else "?"
+        return f"is too long ({size} characters); expected at most {limit}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} is not in the expected form"
+    if kind == "string_type" and isinstance(value, bool):
+        return "is read as yes/no (true/false); put the text in quotes"
+    if kind == "string_type":
+        return f"{shown} is not text; expected text (put it in quotes)"
+    if kind == "int_from_float":
+        return f"{shown} is not a whole number; expected e.g. 25"
     if kind.startswith("date"):
-        return f"{value!r} is not a date; expected a date like 2026-11-30"
+        return f"{shown} is not a date; expected a date like 2026-11-30"
     if kind.startswith("int") or kind.startswith("float"):
-        return f"{value!r} is not a number; expected a number like 1839"
+        return f"{shown} is not a number; expected a number like 1839"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return "is not a group of fields; expected 'key: value' lines indented under it"
     if kind == "list_type":
         return "is not a list; expected items on lines starting with '- '"
     if kind == "literal_error":
-        return f"{value!r} is not allowed; expected {error['ctx']['expected']}"
+        return f"{shown} is not allowed; expected {error['ctx']['expected']}"
     if kind == "value_error":
         message = str(error.get("ctx", {}).get("error", error["msg"]))
         if "email address" in message:
-            return f"{value!r} is not a valid email address; expected name@example.com"
+            return f"{shown} is not a valid email address; expected name@example.com"
         return message
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         expected = error["msg"].replace("Input should be", "expected a value")
-        return f"{value!r} is out of range; {expected}"
+        return f"{shown} is out of range; {expected}"
     return f"{error['msg']}"

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from newsletter import content
 from newsletter.errors import NewsletterError
-from newsletter.fields import OneLine, WebUrl, dotted, explain, field_names
+from newsletter.fields import OneLine, WebUrl, dotted, explain
 
 MAX_BYTES = 1_000_000
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+# "We are #1" in YAML is "We are" plus a comment. A real comment has a space after '#'.
+_CUT_BY_COMMENT = re.compile(r"^[ \t]+#[^\s#]")
 
 
 class IssueError(NewsletterError):
@@ -68,6 +70,10 @@ class Issue:
     body: content.Body
     source: str
     body_line: int
+    lines: dict[tuple, int]  # front-matter field → file line
+
+    def line_of(self, *field: str | int) -> int:
+        return self.lines.get(field, 1)
 
 
 class _Loader(yaml.SafeLoader):
@@ -103,10 +109,12 @@ def load_issue(path: Path) -> Issue:
             f"{path}: the file name {path.stem!r} becomes the issue's web address; rename it "
             "to lowercase letters, digits and hyphens, like 2026-11-30-b2b-flip-flop.md"
         )
-    return Issue(path, path.stem, meta, body_parts, text, body_line)
+    return Issue(path, path.stem, meta, body_parts, text, body_line, lines)
 
 
 def _read(path: Path) -> str:
+    if path.is_dir():
+        raise IssueError(f"{path}: is a folder; name an issue file inside it, like {path}/…md")
     try:
         size = path.stat().st_size
     except OSError:
@@ -118,7 +126,12 @@ def _read(path: Path) -> str:
             f"{path}: is {size / 1e6:.1f} MB; an issue must be under {MAX_BYTES // 1_000_000} MB, "
             "so link to large material instead of pasting it in"
         )
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IssueError(
+            f"{path}: cannot be read ({exc.strerror}); expected an issue file you can read"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -156,7 +169,10 @@ def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, in
         node = yaml.compose(front, Loader=_Loader)
         data = yaml.load(front, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # For an unclosed quote the problem is at the end of the file; the quote
+        # itself is where the scanner says it started.
+        quoted = "quoted scalar" in (exc.context or "")
+        mark = (exc.context_mark if quoted else None) or exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 2
         raise IssueError(
             f"{path}:{line}: front matter: YAML syntax error ({exc.problem}); expected "
@@ -171,14 +187,21 @@ def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, in
         )
     lines: dict[tuple, int] = {}
     if node is not None:
-        _walk(path, node, (), lines)
+        _walk(path, node, (), lines, front.split("\n"))
     return data, lines
 
 
-def _walk(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:
-    """Record the file line of every key and list item; refuse duplicate keys,
-    which YAML would otherwise resolve by silently keeping the last one."""
+def _walk(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int], text: list[str]) -> None:
+    """Record the file line of every key and list item. Refuse what YAML would
+    otherwise drop silently: a repeated key, and text after ' #' in a value."""
     lines.setdefault(at, node.start_mark.line + 2)
+    if isinstance(node, yaml.ScalarNode) and node.style is None and at:
+        rest = text[node.end_mark.line][node.end_mark.column :]
+        if _CUT_BY_COMMENT.match(rest):
+            raise IssueError(
+                f"{path}:{node.end_mark.line + 2}: {dotted(at)}: the text after ' #' would be "
+                "read as a YAML comment and dropped; put the whole value in quotes"
+            )
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             where = (*at, key.value)
@@ -188,17 +211,16 @@ def _walk(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> No
                     f"(first on line {lines[where]}); keep one"
                 )
             lines[where] = key.start_mark.line + 2
-            _walk(path, value, where, lines)
+            _walk(path, value, where, lines, text)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(path, item, (*at, index), lines)
+            _walk(path, item, (*at, index), lines, text)
 
 
 def _schema_error(path: Path, exc: ValidationError, lines: dict[tuple, int]) -> IssueError:
-    known = field_names(FrontMatter)
     messages = []
     for error in exc.errors():
         loc = tuple(error["loc"])
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-        messages.append(f"{path}:{line}: {dotted(loc)}: {explain(error, known)}")
+        messages.append(f"{path}:{line}: {dotted(loc)}: {explain(error, FrontMatter)}")
     return IssueError(messages[0], details=messages)

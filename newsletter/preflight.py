@@ -6,7 +6,6 @@ leftover TODO); warnings are worth a look (an image without alt text).
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -16,7 +15,7 @@ import lxml.html
 
 from newsletter.config import Config
 from newsletter.issue import Issue, IssueError, load_issue
-from newsletter.render import Filled, PreparedIssue, prepare
+from newsletter.render import Filled, PreparedIssue, prepare, preview_fill
 
 GMAIL_CLIP_BYTES = 102 * 1024
 _TODO = re.compile(r"\bTODO\b")
@@ -32,16 +31,6 @@ class Finding:
         return f"{self.where}: {self.level}: {self.message}"
 
 
-def sample_fill(prepared: PreparedIssue, config: Config) -> Filled:
-    """The issue as a reader without a name would get it, for previews and checks."""
-    base = config.newsletter.base_url.rstrip("/")
-    return prepared.fill(
-        name=None,
-        unsubscribe_url=f"{base}/unsubscribe/preview",
-        web_url=f"{base}/archive/{prepared.slug}",
-    )
-
-
 def check_file(path, config: Config) -> list[Finding]:
     """Validate, render and inspect one issue file."""
     try:
@@ -51,6 +40,8 @@ def check_file(path, config: Config) -> list[Finding]:
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
         seen = {f.where for f in findings}
         findings += [f for f in todo_findings(str(path), text) if f.where not in seen]
+    except OSError as exc:  # e.g. a folder or an unreadable file
+        findings = [Finding("error", str(path), f"cannot be read ({exc.strerror})")]
     else:
         findings = inspect(issue, prepare(issue, config), config)
     return sorted(findings, key=_line_number)
@@ -58,7 +49,7 @@ def check_file(path, config: Config) -> list[Finding]:
 
 def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Finding]:
     source = str(issue.path)
-    filled = sample_fill(prepared, config)
+    filled = preview_fill(prepared, config)
     findings = todo_findings(source, issue.source)
     findings += _size(source, filled.html)
     findings += _footer(source, prepared, filled, config)
@@ -70,7 +61,7 @@ def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Findi
         findings.append(
             Finding(
                 "warning",
-                f"{source}:{_line_of(issue.source, 'date:')}",
+                f"{source}:{issue.line_of('date')}",
                 f"date: is {issue.meta.date} but the file name says {issue.path.name[:10]}; "
                 "make them match so the archive sorts right",
             )
@@ -79,15 +70,22 @@ def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Findi
 
 
 def todo_findings(source: str, text: str) -> list[Finding]:
-    return [
-        Finding(
-            "error",
-            f"{source}:{number}",
-            "still has a TODO placeholder; replace it with your text, or delete the section",
-        )
-        for number, line in enumerate(text.splitlines(), 1)
-        if _TODO.search(line) and not line.lstrip().startswith("#")
-    ]
+    findings = []
+    fences = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        fences += line.rstrip() == "---" and fences < 2
+        in_front_matter = fences == 1
+        if in_front_matter and line.lstrip().startswith("#"):
+            continue  # a YAML comment: guidance, not content
+        if _TODO.search(line):
+            findings.append(
+                Finding(
+                    "error",
+                    f"{source}:{number}",
+                    "still has a TODO placeholder; replace it with your text, or delete it",
+                )
+            )
+    return findings
 
 
 def _size(source: str, page: str) -> list[Finding]:
@@ -125,12 +123,10 @@ def _footer(source: str, prepared: PreparedIssue, filled: Filled, config: Config
                     "{{ slot('unsubscribe_url') }} back in the footer template",
                 )
             )
-    address = config.newsletter.postal_address
-    for part, body, wanted in (
-        ("HTML", filled.html, html.escape(address)),
-        ("plain-text", " ".join(filled.text.split()), address),
-    ):
-        if wanted not in body:
+    address = " ".join(config.newsletter.postal_address.split())
+    visible = " ".join(lxml.html.fromstring(filled.html).text_content().split())
+    for part, body in (("HTML", visible), ("plain-text", " ".join(filled.text.split()))):
+        if address not in body:
             findings.append(
                 Finding(
                     "error",
@@ -143,41 +139,54 @@ def _footer(source: str, prepared: PreparedIssue, filled: Filled, config: Config
 
 
 def _links_and_images(issue: Issue, page: str) -> list[Finding]:
-    findings = []
+    """Links and images from the articles (with their lines), then any others the
+    rendered page has (front-matter fields, templates)."""
     source = str(issue.path)
+    found: list[tuple[str, str, str, str]] = []
+    for link in issue.body.links:
+        found.append((link.kind, link.url, link.alt, f"{source}:{issue.body_line + link.line - 1}"))
+    seen = {(kind, url) for kind, url, _, _ in found}
     tree = lxml.html.fromstring(page)
-    for anchor in tree.iter("a"):
-        href = (anchor.get("href") or "").strip()
-        if urlsplit(href).scheme not in ("http", "https", "mailto") or href in ("http:", "https:"):
-            findings.append(
-                Finding(
-                    "error",
-                    f"{source}:{_line_of(issue.source, href)}",
-                    f"link {href!r} is not a web or mailto link, so it cannot work in an email; "
-                    "use a full https:// address",
-                )
+    for kind, tag, attribute in (("link", "a", "href"), ("image", "img", "src")):
+        for element in tree.iter(tag):
+            url = (element.get(attribute) or "").strip()
+            if (kind, url) not in seen:
+                seen.add((kind, url))
+                line = _line_of(issue.source, url)
+                found.append((kind, url, element.get("alt") or "", f"{source}:{line}"))
+    return [finding for item in found for finding in _judge(*item)]
+
+
+def _judge(kind: str, url: str, alt: str, where: str) -> list[Finding]:
+    scheme = urlsplit(url).scheme
+    if kind == "link" and (scheme not in ("http", "https", "mailto") or url in ("http:", "https:")):
+        return [
+            Finding(
+                "error",
+                where,
+                f"link {url!r} is not a web or mailto link, so it cannot work in an email; "
+                "use a full https:// address",
             )
-    for image in tree.iter("img"):
-        src = image.get("src") or ""
-        where = f"{source}:{_line_of(issue.source, src)}"
-        if urlsplit(src).scheme not in ("http", "https"):
-            findings.append(
-                Finding(
-                    "error",
-                    where,
-                    f"image {src!r} is not a full web address, so readers cannot load it; "
-                    "use https://…",
-                )
+        ]
+    findings = []
+    if kind == "image" and scheme not in ("http", "https"):
+        findings.append(
+            Finding(
+                "error",
+                where,
+                f"image {url!r} is not a full web address, so readers cannot load it; "
+                "use https://…",
             )
-        if not (image.get("alt") or "").strip():
-            findings.append(
-                Finding(
-                    "warning",
-                    where,
-                    f"image {src!r} has no alt text, so screen readers and image-blocking "
-                    "clients show nothing; write ![what it shows](url)",
-                )
+        )
+    if kind == "image" and not alt.strip():
+        findings.append(
+            Finding(
+                "warning",
+                where,
+                f"image {url!r} has no alt text, so screen readers and image-blocking "
+                "clients show nothing; write ![what it shows](url)",
             )
+        )
     return findings
 
 
@@ -196,7 +205,7 @@ def _empty_sections(issue: Issue) -> list[Finding]:
         findings.append(
             Finding(
                 "warning",
-                f"{source}:{_line_of(issue.source, 'closing:')}",
+                f"{source}:{issue.line_of('closing')}",
                 "closing: is empty; write a closing note, or delete the field",
             )
         )
@@ -209,6 +218,7 @@ def _line_number(finding: Finding) -> int:
 
 
 def _line_of(text: str, needle: str) -> int:
+    """Where a URL from a front-matter field is written (1 when it is not)."""
     index = text.find(needle) if needle else -1
     return text.count("\n", 0, index) + 1 if index >= 0 else 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from newsletter.issue import Issue
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 BUILTIN_TEMPLATES = Path(__file__).parent / "defaults" / "templates"
+_STYLE_WITH_IMPORT = re.compile(r"<style([^>]*)>(?=[^<]*@import)", re.IGNORECASE)
 
 
 class TemplateError(NewsletterError):
@@ -63,6 +65,16 @@ class PreparedIssue:
                 {"name": who, "unsubscribe_url": unsubscribe_url, "web_url": web_url}
             ),
         )
+
+
+def preview_fill(prepared: PreparedIssue, config: Config) -> Filled:
+    """The issue as a reader without a name gets it: for previews, checks and the archive."""
+    base = config.newsletter.base_url.rstrip("/")
+    return prepared.fill(
+        name=None,
+        unsubscribe_url=f"{base}/unsubscribe/preview",
+        web_url=f"{base}/archive/{prepared.slug}",
+    )
 
 
 def subject_of(issue: Issue, config: Config) -> str:
@@ -128,6 +140,9 @@ def environment(root: Path) -> jinja2.Environment:
 def inline_css(page: str) -> str:
     """Move <style> rules into style attributes for clients that drop <style>;
     @media rules cannot be inlined and stay in the head."""
+    # cssutils would fetch every @import (mj-font adds one for Google Fonts) even
+    # with allow_network=False; premailer leaves styles marked "ignore" as they are.
+    page = _STYLE_WITH_IMPORT.sub(r'<style\1 data-premailer="ignore">', page)
     inlined = Premailer(
         page,
         allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
@@ -192,7 +207,15 @@ def _render(env: jinja2.Environment, name: str, view: dict[str, Any], config: Co
             f"templates/{exc.name}: template not found; restore it, or remove the include "
             "that names it"
         ) from None
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+    except UnicodeDecodeError:
+        raise TemplateError(
+            "templates/: a template is not UTF-8 text; save the templates as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise TemplateError(
+            f"{shown(exc.filename or 'templates/')}: cannot be read ({exc.strerror})"
+        ) from None
+    except Exception as exc:  # templates are the editor's code: any failure is theirs to fix
         raise TemplateError(
             f"{_failing_line(exc, name)}: template error: {exc}; fix the template"
         ) from None

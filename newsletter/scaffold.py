@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import secrets
 import shutil
@@ -30,23 +31,38 @@ def init(folder: Path) -> list[Path]:
             f"{folder / CONFIG_FILE}: already exists; this folder is a newsletter already "
             "(choose another folder to start a new one)"
         )
+    try:
+        return _init(folder)
+    except OSError as exc:
+        raise ScaffoldError(
+            f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder "
+            "you can write to"
+        ) from None
+
+
+def _init(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    created = [folder / CONFIG_FILE, folder / SECRETS_FILE, folder / ".gitignore"]
+    created = [folder / CONFIG_FILE]
     shutil.copyfile(DEFAULTS / CONFIG_FILE, folder / CONFIG_FILE)
     secret_file = folder / SECRETS_FILE
     if not secret_file.exists():
-        secret_file.write_text(
-            "# Secrets: git-ignored, never commit this file.\n"
-            "[web]\n"
-            f'secret_key = "{secrets.token_urlsafe(32)}"\n'
-            '\n# [smtp]\n# password = "…"\n',
-            encoding="utf-8",
-        )
-        secret_file.chmod(0o600)
+        # Created 0600 from the start: never readable by others, not even for a moment.
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(
+                "# Secrets: git-ignored, never commit this file.\n"
+                "[web]\n"
+                f'secret_key = "{secrets.token_urlsafe(32)}"\n'
+                '\n# [smtp]\n# password = "…"\n'
+            )
+        created.append(secret_file)
     ignore = folder / ".gitignore"
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
     wanted = (DEFAULTS / "gitignore").read_text(encoding="utf-8").splitlines()
-    ignore.write_text("\n".join(lines + [w for w in wanted if w not in lines]) + "\n")
+    missing = [w for w in wanted if w not in lines]
+    if missing:
+        ignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
+        created.append(ignore)
     templates = folder / "templates"
     if not templates.exists():
         shutil.copytree(DEFAULTS / "templates", templates)
@@ -70,6 +86,17 @@ def next_issue_date(config: Config, today: dt.date) -> dt.date:
     return date
 
 
+def parse_date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ScaffoldError(
+            f"--date: {value!r} is not a real date; expected YYYY-MM-DD, like 2026-12-01"
+        ) from None
+
+
 def slugify(title: str) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].rstrip("-")
@@ -89,14 +116,19 @@ def new_issue(config: Config, *, date: dt.date | None, title: str | None, today:
     shown_title = title or "TODO the week's theme in a few words"
     env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)  # noqa: S701 (YAML)
     template = env.from_string((DEFAULTS / "new-issue.md.j2").read_text(encoding="utf-8"))
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = template.render(
         title=_yaml_string(shown_title),
         date=date,
         default_subject=derived_subject(config.newsletter.name, shown_title),
     )
-    with path.open("x", encoding="utf-8") as out:  # "x": a race still cannot overwrite
-        out.write(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as out:  # "x": a race still cannot overwrite
+            out.write(text)
+    except OSError as exc:
+        raise ScaffoldError(
+            f"{path}: cannot be written ({exc.strerror}); check the folder's permissions"
+        ) from None
     return path
 
 

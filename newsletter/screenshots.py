@@ -39,15 +39,22 @@ def browser():
             f"{CHROMIUM}: Chromium is not installed; install it with "
             "'sudo apt-get install chromium' to take screenshots"
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
+        try:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+            )
+        except Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given"
+            raise BrowserMissing(
+                f"{CHROMIUM}: Chromium did not start ({first}); check that it runs: "
+                f"{CHROMIUM} --headless --version"
+            ) from None
         try:
             yield context
         finally:

@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from newsletter.errors import NewsletterError
+
 NAMES = ("name", "unsubscribe_url", "web_url")
 
 
@@ -17,15 +19,19 @@ def new_prefix() -> str:
     return f"nlslot{secrets.token_hex(6)}"
 
 
+class SlotError(NewsletterError):
+    """A template asked for a slot that does not exist."""
+
+
 def marker(prefix: str, name: str) -> str:
     if name not in NAMES:
-        raise KeyError(f"unknown slot {name!r}; expected one of {', '.join(NAMES)}")
+        raise SlotError(f"unknown slot {name!r}; expected one of {', '.join(NAMES)}")
     return f"[[{prefix}:{name}]]"
 
 
 @dataclass(frozen=True)
 class SlotTemplate:
-    """Text cut at its slots: `pieces[0]`, then (slot name, following text) pairs."""
+    """Text cut at its slots: `head`, then (slot name, following text) pairs."""
 
     head: str
     tail: tuple[tuple[str, str], ...]

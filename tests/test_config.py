@@ -116,7 +116,56 @@ def test_password_in_newsletter_toml_is_refused(folder):
 
 def test_only_secrets_belong_in_secrets_toml(folder):
     (folder / "secrets.toml").write_text('[smtp]\nhost = "mail.example.com"\n')
-    assert "secrets.toml:2: smtp.host: only secrets belong in secrets.toml" in error(folder)
+    assert (
+        "secrets.toml:2: smtp.host: only smtp.password, web.secret_key belong here; "
+        "other settings go in newsletter.toml"
+    ) in error(folder)
+
+
+def test_misspelt_secret_is_suggested_and_not_echoed(folder):
+    (folder / "secrets.toml").write_text('[smtp]\npasword = "hunter2"\n')
+    message = error(folder)
+    assert "secrets.toml:2: smtp.pasword: did you mean 'smtp.password'?" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["98765432", '["hunter2", "x"]', "{ x = 'hunter2' }"], ids=["int", "list", "table"]
+)
+def test_wrongly_typed_secret_is_never_printed(folder, value):
+    (folder / "secrets.toml").write_text(f"[smtp]\npassword = {value}\n")
+    message = error(folder)
+    assert "smtp.password: the value is not text" in message
+    assert "hunter2" not in message and "98765432" not in message
+
+
+def test_config_with_byte_order_mark_loads(folder):
+    path = folder / "newsletter.toml"
+    path.write_text("\ufeff" + path.read_text())
+    assert load_config(path, environ={}).newsletter.name == "The Pipeline Weekly"
+
+
+def test_misspelt_section_in_environment_variable_is_an_error(folder):
+    assert error(folder, {"NEWSLETTER_SMPT_PORT": "2526"}).startswith(
+        "NEWSLETTER_SMPT_PORT: there is no [smpt] section (did you mean NEWSLETTER_SMTP_…?)"
+    )
+
+
+def test_empty_environment_variable_counts_as_unset(folder):
+    config = load_config(folder / "newsletter.toml", environ={"NEWSLETTER_WEB_SECRET_KEY": ""})
+    assert len(config.web.secret_key.get_secret_value()) >= 32
+
+
+def test_plain_value_where_a_section_belongs(folder):
+    edit(folder, "[newsletter]", 'web = "x"\n[newsletter]')
+    assert "web: is not a group of fields" in error(folder)
+
+
+def test_language_code_is_explained(folder):
+    edit(folder, 'language = "en"', 'language = "English"')
+    assert "newsletter.language: 'English' is not a language code like en or pt-BR" in (
+        error(folder)
+    )
 
 
 def test_missing_config_says_how_to_make_one(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
+from newsletter.config import load_config
 from newsletter.preflight import check_file
 
 SHORT = "2026-12-01-short-one.md"
@@ -22,8 +23,7 @@ def test_good_issues_have_no_findings(write_issue, config, folder):
 def test_leftover_todo_is_an_error_with_its_line(write_issue, config):
     path = write_issue(MINIMAL_ISSUE.replace("Just one article", "TODO finish this"), SHORT)
     assert found(path, config) == [
-        f"{path}:8: error: still has a TODO placeholder; replace it with your text, "
-        "or delete the section"
+        f"{path}:8: error: still has a TODO placeholder; replace it with your text, or delete it"
     ]
 
 
@@ -99,3 +99,48 @@ def test_date_that_disagrees_with_file_name_is_a_warning(write_issue, config):
         f"{path}:3: warning: date: is 2026-12-01 but the file name says 2026-12-08; make them "
         "match so the archive sorts right"
     ]
+
+
+def test_todo_in_an_article_heading_is_found(write_issue, config):
+    path = write_issue(MINIMAL_ISSUE.replace("## Only Article", "## TODO First heading"), SHORT)
+    assert found(path, config) == [
+        f"{path}:6: error: still has a TODO placeholder; replace it with your text, or delete it"
+    ]
+
+
+def test_todo_in_a_yaml_comment_is_guidance_not_content(write_issue, config):
+    text = MINIMAL_ISSUE.replace("title: Short One", "# TODO-style guidance\ntitle: Short One")
+    assert found(write_issue(text, SHORT), config) == []
+
+
+def test_each_link_and_image_is_reported_on_its_own_line(write_issue, config):
+    body = "\n\nSee [deck](t) and more.\n\n![](https://example.com/a.png)\n\n![](https://example.com/a.png)\n"
+    path = write_issue(MINIMAL_ISSUE + body, SHORT)
+    wheres = [f.split(": ")[0] for f in found(path, config)]
+    assert wheres == [f"{path}:11", f"{path}:13", f"{path}:15"]
+
+
+def test_date_warning_points_at_the_date_line(write_issue, config):
+    text = MINIMAL_ISSUE.replace(
+        "title: Short One", "title: Short One\non_this_date:\n  year: 1900\n  text: x"
+    )
+    path = write_issue(text, "2026-12-08-short-one.md")
+    (finding,) = found(path, config)
+    assert finding.startswith(f"{path}:6: warning: date:")
+
+
+def test_postal_address_with_apostrophe_or_lines_is_recognised(folder, write_issue):
+    toml = folder / "newsletter.toml"
+    text = toml.read_text()
+    start = text.index("postal_address =")
+    end = text.index("\n", start)
+    toml.write_text(
+        text[:start] + 'postal_address = """100 O\'Neil Street\n  Springfield"""' + text[end:]
+    )
+    config = load_config(toml, environ={})
+    assert found(write_issue(MINIMAL_ISSUE, SHORT), config) == []
+
+
+def test_a_folder_given_as_issue_is_an_error_not_a_crash(folder, config):
+    (finding,) = found(folder / "issues", config)
+    assert "is a folder" in finding

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import html
 import re
+import socket
 
 import lxml.html
 import pytest
@@ -199,7 +199,12 @@ def test_mjml_error_is_reported_not_raised_raw(folder, write_issue, config):
     assert "MJML could not compile" in str(caught.value)
 
 
-def test_web_fonts_do_not_make_rendering_fetch_anything(folder, write_issue, config):
+def test_web_fonts_do_not_make_rendering_fetch_anything(folder, write_issue, config, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"rendering tried to open a network connection: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     template = folder / "templates" / "issue.mjml.j2"
     template.write_text(
         template.read_text()
@@ -213,7 +218,7 @@ def test_web_fonts_do_not_make_rendering_fetch_anything(folder, write_issue, con
         name="Ana", unsubscribe_url=UNSUB, web_url=WEB
     )
     assert "fonts.googleapis.com" in out.html  # the link stays for clients that load it
-    assert html.unescape("Hi Ana,") in out.html
+    assert "Hi Ana," in out.html
 
 
 def test_template_edited_between_renders_is_picked_up(folder, write_issue, config):
@@ -225,3 +230,23 @@ def test_template_edited_between_renders_is_picked_up(folder, write_issue, confi
     )
     out = prepare(load_issue(path), config).fill(name="Ana", unsubscribe_url=UNSUB, web_url=WEB)
     assert "Edited sign-off" in out.html
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            "{{ slot('email') }}",
+            "unknown slot 'email'; expected one of name, unsubscribe_url, web_url",
+        ),
+        ("{{ 1 / 0 }}", "division by zero"),
+    ],
+)
+def test_any_failure_inside_a_template_is_a_template_error(
+    folder, write_issue, config, template, expected
+):
+    (folder / "templates" / "sections" / "closing.mjml.j2").write_text(f"<mj-raw>\n{template}\n")
+    with pytest.raises(TemplateError) as caught:
+        prepare(load_issue(write_issue(FULL_ISSUE)), config)
+    assert re.search(r"closing\.mjml\.j2:2: template error: ", str(caught.value))
+    assert expected in str(caught.value)

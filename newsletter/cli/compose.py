@@ -13,8 +13,8 @@ from newsletter import preflight, scaffold, screenshots
 from newsletter.cli.common import ConfigOption, reports_errors
 from newsletter.config import Config, load_config
 from newsletter.errors import NewsletterError, shown
-from newsletter.issue import load_issue
-from newsletter.render import prepare
+from newsletter.issue import IssueError, load_issue
+from newsletter.render import prepare, preview_fill
 
 app = typer.Typer()
 
@@ -38,8 +38,8 @@ def init(
 @reports_errors
 def new(
     date: Annotated[
-        dt.datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Issue date. Default: the next publishing day."),
+        str | None,
+        typer.Option(metavar="YYYY-MM-DD", help="Issue date. Default: the next publishing day."),
     ] = None,
     title: Annotated[str | None, typer.Option(help="Working title; also names the file.")] = None,
     config: ConfigOption = None,
@@ -47,7 +47,7 @@ def new(
     """Start next week's issue: a file with every section stubbed and explained."""
     settings = load_config(config)
     path = scaffold.new_issue(
-        settings, date=date.date() if date else None, title=title, today=dt.date.today()
+        settings, date=scaffold.parse_date(date), title=title, today=dt.date.today()
     )
     typer.echo(f"Wrote {shown(path)}")
     typer.echo(f"Fill in the TODOs, then: newsletter check {shown(path)}")
@@ -101,12 +101,18 @@ def preview(
     """Render an issue to SLUG.html and SLUG.txt, as a reader without a name gets it."""
     settings = load_config(config)
     prepared = prepare(load_issue(_issue_path(issue, settings)), settings)
-    filled = preflight.sample_fill(prepared, settings)
+    filled = preview_fill(prepared, settings)
     out_dir = out or settings.root / "build"
-    out_dir.mkdir(parents=True, exist_ok=True)
     html_file, text_file = out_dir / f"{prepared.slug}.html", out_dir / f"{prepared.slug}.txt"
-    html_file.write_text(filled.html, encoding="utf-8")
-    text_file.write_text(filled.text, encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        html_file.write_text(filled.html, encoding="utf-8")
+        text_file.write_text(filled.text, encoding="utf-8")
+    except OSError as exc:
+        raise PreviewError(
+            f"{shown(exc.filename or out_dir)}: cannot write the preview ({exc.strerror}); "
+            "choose another folder with --out"
+        ) from None
     size = len(filled.html.encode()) / 1024
     typer.echo(f"HTML:  {shown(html_file)} ({size:.0f} KB)")
     typer.echo(f"Text:  {shown(text_file)}")
@@ -124,6 +130,10 @@ def preview(
         webbrowser.open(html_file.resolve().as_uri())
 
 
+class PreviewError(NewsletterError):
+    """The preview cannot be written where asked."""
+
+
 def _issue_path(arg: Path, settings: Config) -> Path:
     """A path as given, or a slug or file name inside the folder's issues/."""
     if arg.exists():
@@ -138,7 +148,7 @@ def _issue_path(arg: Path, settings: Config) -> Path:
 def _all_issues(settings: Config) -> list[Path]:
     paths = sorted((settings.root / "issues").glob("*.md"))
     if not paths:
-        raise NewsletterError(
+        raise IssueError(
             f"{shown(settings.root / 'issues')}: has no issues yet; run 'newsletter new'"
         )
     return [Path(shown(p)) for p in paths]
