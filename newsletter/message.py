@@ -119,14 +119,18 @@ class MessageFactory:
         return f"mailto:{self.sender}?subject=unsubscribe"
 
     def build(self, r: Recipient) -> bytes:
+        return self.build_with_id(r)[0]
+
+    def build_with_id(self, r: Recipient) -> tuple[bytes, str]:
         """The fast path: encode the recipient's values and join the precut pieces."""
+        message_id = self.message_id(r)
         name = _header_safe(r.name, "name")
         email = _header_safe(r.email, "email")
         unsubscribe = self.unsubscribe_url(r)
         who = name or self.prepared.fallback_name
         values = {
             "to": (formataddr((name, email), charset="utf-8") if name else email).encode(),
-            "message_id": self.message_id(r).encode(),
+            "message_id": message_id.encode(),
             "list_unsubscribe": unsubscribe.encode(),
             "html:name": _qp_value(html.escape(who)),
             "html:unsubscribe_url": _qp_value(html.escape(unsubscribe)),
@@ -137,7 +141,7 @@ class MessageFactory:
         message = b"".join(
             [self._head, *(p for key, text in self._tail for p in (values[key], text))]
         )
-        return self._sign(message) if self._dkim else message
+        return (self._sign(message) if self._dkim else message), message_id
 
     def reference(self, r: Recipient) -> bytes:
         """The same message built the slow, obvious stdlib way."""

@@ -1,0 +1,231 @@
+"""send, status and sink."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from newsletter import db, preflight, sink
+from newsletter.cli.common import ConfigOption, reports_errors
+from newsletter.cli.compose import _issue_path
+from newsletter.config import load_config
+from newsletter.issue import IssueError, load_issue
+from newsletter.message import MessageFactory, Recipient
+from newsletter.models import DeliveryState, SendState
+from newsletter.render import prepare
+from newsletter.sender import Sender, SendPaused, send_test
+from newsletter.store import Store
+from newsletter.subscribers import normalize_email
+from newsletter.tokens import Signer, secret_of
+from newsletter.transport import TransportError
+
+app = typer.Typer()
+
+
+@app.command(
+    epilog="Example: newsletter send issues/2026-11-24-survival-of-the-fittest-funnel.md --yes"
+)
+@reports_errors
+def send(
+    issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="Issue file (or slug).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Build every message, send nothing.")
+    ] = False,
+    test_to: Annotated[
+        str | None,
+        typer.Option("--test-to", metavar="ADDR", help="Send one [TEST] copy to ADDR only."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send an issue to every active subscriber; run it again to resume."""
+    settings = load_config(config)
+    loaded = load_issue(_issue_path(issue, settings))
+    prepared = prepare(loaded, settings)
+    errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
+    if errors:
+        raise IssueError(
+            f"{loaded.path}: not sent, 'newsletter check' finds {len(errors)} error(s); "
+            "fix them first",
+            details=[str(f) for f in errors],
+        )
+    signer = Signer(secret_of(settings))
+    if test_to:
+        address = normalize_email(test_to)
+        factory = MessageFactory(prepared, settings, signer, test=True)
+        try:
+            reply = asyncio.run(send_test(factory, settings.smtp, address))
+        except TransportError as exc:
+            raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
+        typer.echo(f"Test copy to {address}: {reply}")
+        raise typer.Exit(0 if reply.ok else 1)
+
+    store = Store(db.connect(settings), bounce_limit=settings.smtp.bounce_limit)
+    existing = store.find(prepared.slug)
+    if existing and existing.state == SendState.done:
+        typer.echo(f"{prepared.slug}: already sent ({existing.finished_at:%Y-%m-%d %H:%M}).")
+        typer.echo(f"See: newsletter status {prepared.slug}")
+        return
+    smtp = settings.smtp
+    if existing:
+        left = existing.total - sum(
+            n for s, n in store.counts(existing.id).items() if s != DeliveryState.pending
+        )
+        question = f"Resume '{existing.subject}': {left} of {existing.total} still to send"
+    else:
+        left = store.active_count()
+        question = f"Send '{prepared.subject}' to {left} active subscriber(s)"
+    where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
+    if dry_run:
+        _dry_run(store, prepared, settings, signer, existing)
+        return
+    typer.echo(f"{question} {where}.")
+    if not yes and not typer.confirm("Send now?", default=False):
+        typer.echo("Not sent.")
+        raise typer.Exit(1)
+    info = store.start(prepared)
+    factory = MessageFactory(info.prepared, settings, signer)
+    report = _run_with_progress(store, info, factory, settings.smtp, info.total - left)
+    counts = store.counts(info.id)
+    if report.paused:
+        store.finish(info.id, SendState.paused)
+        raise SendPaused(
+            f"send paused: {report.paused}; fix the cause, then run 'newsletter send "
+            f"{issue}' again to resume (nobody gets it twice)"
+        )
+    if report.stopped:
+        typer.echo(
+            f"Stopped: {counts[DeliveryState.sent]} sent, {counts[DeliveryState.pending]} to go. "
+            f"Run 'newsletter send {issue}' again to resume."
+        )
+        raise typer.Exit(130)
+    if counts[DeliveryState.pending] == 0:
+        store.finish(info.id, SendState.done)
+    typer.echo(
+        f"Done: {counts[DeliveryState.sent]} sent, {counts[DeliveryState.bounced]} bounced, "
+        f"{counts[DeliveryState.failed]} failed. Details: newsletter status {info.slug}"
+    )
+
+
+def _run_with_progress(store, info, factory, smtp, already: int):
+    console = Console(stderr=True)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7} msg/s"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("Sending", total=info.total, completed=already, rate="–")
+        started = time.monotonic()
+        done = 0
+
+        def on_progress(finished: int) -> None:
+            nonlocal done
+            done += finished
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, advance=finished, rate=f"{rate:,.0f}")
+
+        async def main():
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            # Ctrl-C: finish the messages in flight, record them, then stop.
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            sender = Sender(store, info, factory, smtp, on_progress=on_progress)
+            return await sender.run(stop)
+
+        return asyncio.run(main())
+
+
+def _dry_run(store, prepared, settings, signer, existing) -> None:
+    factory = MessageFactory(existing.prepared if existing else prepared, settings, signer)
+    started = time.perf_counter()
+    count = size = 0
+    if existing:
+        recipients = (
+            Recipient(p.subscriber_id, p.email, p.name) for p in store.iter_pending(existing.id)
+        )
+    else:
+        recipients = store.active_recipients()
+    for recipient in recipients:
+        size += len(factory.build(recipient))
+        count += 1
+    elapsed = time.perf_counter() - started
+    per = f", {elapsed / count * 1e6:.0f} µs each" if count else ""
+    typer.echo(
+        f"Dry run: built {count} message(s), {size / 1e6:.1f} MB in {elapsed:.2f} s{per}; "
+        "nothing was sent or recorded."
+    )
+
+
+@app.command(epilog="Example: newsletter status 2026-11-24-survival-of-the-fittest-funnel")
+@reports_errors
+def status(
+    issue: Annotated[
+        str | None, typer.Argument(metavar="[ISSUE]", help="Issue slug or file.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Counts per delivery state, and the failures with the server's replies."""
+    settings = load_config(config)
+    store = Store(db.connect(settings))
+    if issue is None:
+        sends = store.sends()
+        if not sends:
+            typer.echo("Nothing sent yet.")
+        for info in sends:
+            counts = store.counts(info.id)
+            typer.echo(
+                f"{info.slug}  {info.state.value:<8} "
+                + "  ".join(f"{state.value} {n}" for state, n in counts.items())
+            )
+        return
+    slug = Path(issue).stem
+    info = store.find(slug)
+    if info is None:
+        raise IssueError(f"{slug}: has not been sent; send it with 'newsletter send {issue}'")
+    typer.echo(f"{info.slug}: {info.state.value}, started {info.started_at:%Y-%m-%d %H:%M}")
+    for state, n in store.counts(info.id).items():
+        typer.echo(f"  {state.value:<8} {n}")
+    problems = store.problems(info.id)
+    if problems:
+        typer.echo("Not delivered (yet):")
+        for email, state, attempts, reply in problems:
+            typer.echo(f"  {email}  {state.value}  after {attempts} attempt(s): {reply}")
+
+
+@app.command("sink", epilog="Example: newsletter sink --port 2525 --out outbox")
+@reports_errors
+def sink_(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 2525,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    out: Annotated[Path, typer.Option(help="Folder for the .eml files.")] = Path("outbox"),
+) -> None:
+    """A local SMTP server that keeps every message as an .eml file (Ctrl-C stops it)."""
+    controller, handler = sink.start(host, port, out)
+    typer.echo(f"Listening on {host}:{port}; messages go to {out}/. Ctrl-C stops.", err=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+    typer.echo(f"Sink stopped: {handler.received} message(s) in {out}/.", err=True)

@@ -1,0 +1,244 @@
+"""The send loop. It depends on two narrow things: the delivery-log `Store`
+and a transport `Connection`; messages come from a `MessageFactory`.
+
+N workers each keep one SMTP connection open; a global pacer holds the
+configured rate. 2xx: sent. 4xx, 552 or a dropped connection: retried with
+backoff, then failed. 5xx for a recipient: bounced. A server that keeps
+refusing pauses the send. Results reach the database in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from newsletter.config import SmtpSection
+from newsletter.errors import NewsletterError
+from newsletter.message import MessageFactory, Recipient
+from newsletter.models import DeliveryState
+from newsletter.store import Outcome, Pending, SendInfo, Store
+from newsletter.transport import AuthError, Connection, Reply, TransportError
+
+FLUSH_EVERY = 500  # outcomes per database transaction
+FLUSH_INTERVAL = 0.25  # seconds
+
+
+class SendPaused(NewsletterError):
+    """The server keeps refusing: stop instead of burning through the list."""
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    bounced: int = 0
+    failed: int = 0
+    retried: int = 0
+    stopped: bool = False
+    paused: str | None = None
+
+
+class Pacer:
+    """A global messages-per-second limit shared by every worker (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self.next)
+        self.next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class Sender:
+    def __init__(
+        self,
+        store: Store,
+        send: SendInfo,
+        factory: MessageFactory,
+        smtp: SmtpSection,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        connect: Callable[[], Connection] | None = None,
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.factory = factory
+        self.smtp = smtp
+        self.on_progress = on_progress or (lambda done: None)
+        self.connect = connect or (lambda: Connection(smtp, helo=factory.domain))
+        self.report = Report()
+        self.pacer = Pacer(smtp.rate)
+        self._outcomes: list[Outcome] = []
+        self._retries: list[tuple[float, int, Pending]] = []
+        self._tiebreak = itertools.count()
+        self._outstanding = 0
+        self._failures_in_a_row = 0
+        self._halt = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> Report:
+        stop = stop or asyncio.Event()
+        queue: asyncio.Queue[Pending | None] = asyncio.Queue(maxsize=self.smtp.connections * 64)
+        workers = [
+            asyncio.create_task(self._worker(queue, stop)) for _ in range(self.smtp.connections)
+        ]
+        flusher = asyncio.create_task(self._flusher())
+        try:
+            await self._produce(queue, stop)
+        finally:
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+            flusher.cancel()
+            self._flush()
+        self.report.stopped = stop.is_set() and not self.report.paused
+        return self.report
+
+    def _halted(self, stop: asyncio.Event) -> bool:
+        return stop.is_set() or self._halt.is_set()
+
+    async def _produce(self, queue: asyncio.Queue, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        rows = self.store.iter_pending(self.send.id)
+        exhausted = False
+        while not self._halted(stop):
+            while self._retries and self._retries[0][0] <= loop.time():
+                await queue.put(heapq.heappop(self._retries)[2])
+            if not exhausted:
+                row = next(rows, None)
+                if row is None:
+                    exhausted = True
+                else:
+                    self._outstanding += 1
+                    await queue.put(row)
+                continue
+            if self._outstanding == 0:
+                break
+            wait = self._retries[0][0] - loop.time() if self._retries else 0.05
+            await asyncio.sleep(min(max(wait, 0.001), 0.05))
+
+    async def _worker(self, queue: asyncio.Queue, stop: asyncio.Event) -> None:
+        connection: Connection | None = None
+        while (item := await queue.get()) is not None:
+            if self._halted(stop):
+                self._outstanding -= 1  # left pending for the next run
+                continue
+            if connection is None:
+                connection = await self._open()
+                if connection is None:
+                    self._retry(item, f"connection failed: {self._last_error}")
+                    continue
+            await self.pacer.wait()
+            recipient = Recipient(item.subscriber_id, item.email, item.name)
+            data, message_id = self.factory.build_with_id(recipient)
+            try:
+                stage, reply = await connection.send(self.factory.sender, item.email, data)
+            except TransportError as exc:
+                connection = None
+                self._connection_failed(str(exc))
+                self._retry(item, str(exc))
+                continue
+            self._classify(item, stage, reply, message_id)
+        if connection is not None:
+            await connection.close()
+
+    _last_error = ""
+
+    async def _open(self) -> Connection | None:
+        connection = self.connect()
+        try:
+            await connection.open()
+            return connection
+        except AuthError as exc:
+            self._pause(str(exc))
+        except TransportError as exc:
+            self._last_error = str(exc)
+            self._connection_failed(str(exc))
+            # Back off before the next attempt, longer the more failures in a row.
+            await asyncio.sleep(min(0.05 * 2**self._failures_in_a_row, 5.0))
+        return None
+
+    def _connection_failed(self, reason: str) -> None:
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= self.smtp.pause_after:
+            self._pause(f"{self._failures_in_a_row} connection failures in a row (last: {reason})")
+
+    def _pause(self, reason: str) -> None:
+        if not self.report.paused:
+            self.report.paused = reason
+        self._halt.set()
+
+    def _classify(self, item: Pending, stage: str, reply: Reply, message_id: str) -> None:
+        attempts = item.attempts + 1
+        if reply.ok:
+            self._failures_in_a_row = 0
+            self._done(item, DeliveryState.sent, attempts, reply, message_id)
+        elif reply.transient or stage == "mail":
+            # A refused MAIL FROM is the sender's problem, not this recipient's.
+            if stage == "mail":
+                self._connection_failed(str(reply))
+            else:
+                self._failures_in_a_row = 0
+            self._retry(item, str(reply))
+        elif stage == "rcpt":
+            self._failures_in_a_row = 0
+            self._done(item, DeliveryState.bounced, attempts, reply, message_id)
+        else:
+            self._failures_in_a_row = 0
+            self._done(item, DeliveryState.failed, attempts, reply, message_id)
+
+    def _done(
+        self, item: Pending, state: DeliveryState, attempts: int, reply: Reply, message_id: str
+    ) -> None:
+        self._outstanding -= 1
+        setattr(self.report, state.value, getattr(self.report, state.value) + 1)
+        mid = message_id if state == DeliveryState.sent else None
+        self._add(Outcome(item.delivery_id, item.subscriber_id, state, attempts, str(reply), mid))
+
+    def _retry(self, item: Pending, reason: str) -> None:
+        attempts = item.attempts + 1
+        if attempts >= self.smtp.max_attempts:
+            self._done(item, DeliveryState.failed, attempts, Reply(0, reason), "")
+            return
+        self.report.retried += 1
+        again = Pending(item.delivery_id, item.subscriber_id, item.email, item.name, attempts)
+        due = asyncio.get_running_loop().time() + self.smtp.retry_delay * 2 ** (attempts - 1)
+        heapq.heappush(self._retries, (due, next(self._tiebreak), again))
+        self._add(
+            Outcome(item.delivery_id, item.subscriber_id, DeliveryState.pending, attempts, reason)
+        )
+
+    def _add(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        if len(self._outcomes) >= FLUSH_EVERY:
+            self._flush()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if batch:
+            self.store.record(batch)
+            self.on_progress(sum(o.state != DeliveryState.pending for o in batch))
+
+
+async def send_test(factory: MessageFactory, smtp: SmtpSection, address: str) -> Reply:
+    """One [TEST] copy to one address; nothing is recorded."""
+    connection = Connection(smtp, helo=factory.domain)
+    await connection.open()
+    try:
+        data = factory.build(Recipient(0, address, ""))
+        _, reply = await connection.send(factory.sender, address, data)
+        return reply
+    finally:
+        await connection.close()
