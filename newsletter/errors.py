@@ -23,4 +23,6 @@ class NewsletterError(Exception):
         self.details = details or []
 
     def lines(self) -> list[str]:
+        if self.details and str(self) not in self.details:
+            return [str(self), *self.details]
         return self.details or [str(self)]

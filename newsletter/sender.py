@@ -179,7 +179,7 @@ class Sender:
         attempts = item.attempts + 1
         if reply.ok:
             self._failures_in_a_row = 0
-            self._done(item, DeliveryState.sent, attempts, reply, message_id)
+            self._done(item, DeliveryState.sent, attempts, str(reply), message_id)
         elif reply.transient or stage == "mail":
             # A refused MAIL FROM is the sender's problem, not this recipient's.
             if stage == "mail":
@@ -189,23 +189,23 @@ class Sender:
             self._retry(item, str(reply))
         elif stage == "rcpt":
             self._failures_in_a_row = 0
-            self._done(item, DeliveryState.bounced, attempts, reply, message_id)
+            self._done(item, DeliveryState.bounced, attempts, str(reply), message_id)
         else:
             self._failures_in_a_row = 0
-            self._done(item, DeliveryState.failed, attempts, reply, message_id)
+            self._done(item, DeliveryState.failed, attempts, str(reply), message_id)
 
     def _done(
-        self, item: Pending, state: DeliveryState, attempts: int, reply: Reply, message_id: str
+        self, item: Pending, state: DeliveryState, attempts: int, reply: str, message_id: str
     ) -> None:
         self._outstanding -= 1
         setattr(self.report, state.value, getattr(self.report, state.value) + 1)
         mid = message_id if state == DeliveryState.sent else None
-        self._add(Outcome(item.delivery_id, item.subscriber_id, state, attempts, str(reply), mid))
+        self._add(Outcome(item.delivery_id, item.subscriber_id, state, attempts, reply, mid))
 
     def _retry(self, item: Pending, reason: str) -> None:
         attempts = item.attempts + 1
         if attempts >= self.smtp.max_attempts:
-            self._done(item, DeliveryState.failed, attempts, Reply(0, reason), "")
+            self._done(item, DeliveryState.failed, attempts, reason, "")
             return
         self.report.retried += 1
         again = Pending(item.delivery_id, item.subscriber_id, item.email, item.name, attempts)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from smtp_server import SmtpServer
 from typer.testing import CliRunner
 
 from newsletter import scaffold, screenshots
@@ -101,6 +102,34 @@ def cli(folder: Path, monkeypatch: pytest.MonkeyPatch):
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def smtp():
+    """A scriptable SMTP server on a free loopback port."""
+    with SmtpServer() as server:
+        yield server
+
+
+def use_smtp(folder: Path, port: int, **settings) -> None:
+    """Point the folder's newsletter.toml at a test SMTP server, fast and retry-happy."""
+    values = {
+        "host": '"127.0.0.1"',
+        "port": port,
+        "security": '"none"',
+        "connections": 2,
+        "rate": 0,
+        "retry_delay": 0.01,
+        "max_attempts": 3,
+        "pause_after": 3,
+        **settings,
+    }
+    path = folder / "newsletter.toml"
+    text = path.read_text()
+    start = text.index("[smtp]")
+    end = text.index("[database]")
+    block = "[smtp]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
+    path.write_text(text[:start] + block + text[end:])
 
 
 def require_browser() -> None:

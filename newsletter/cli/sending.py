@@ -61,7 +61,7 @@ def send(
         raise IssueError(
             f"{loaded.path}: not sent, 'newsletter check' finds {len(errors)} error(s); "
             "fix them first",
-            details=[str(f) for f in errors],
+            details=[f"{f.where}: {f.message}" for f in errors],
         )
     signer = Signer(secret_of(settings))
     if test_to:

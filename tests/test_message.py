@@ -1,0 +1,159 @@
+"""Messages: headers, the fast slot-filling path against the stdlib reference, DKIM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import subprocess
+from email import policy
+
+import pytest
+from conftest import FULL_ISSUE
+
+from newsletter.config import load_config
+from newsletter.issue import load_issue
+from newsletter.message import MessageError, MessageFactory, Recipient
+from newsletter.render import prepare
+from newsletter.tokens import Signer
+
+SECRET = "s" * 32
+DATE = dt.datetime(2026, 11, 24, 7, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def factory(write_issue, config):
+    prepared = prepare(load_issue(write_issue(FULL_ISSUE)), config)
+    return MessageFactory(prepared, config, Signer(SECRET), date=DATE)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)
+
+
+RECIPIENTS = [
+    Recipient(1, "ana@example.com", "Ana Souza"),
+    Recipient(2, "bo@example.com", ""),
+    Recipient(3, "zoe@example.com", "Zoë Ørsted-Nuñez"),
+    Recipient(4, "q@example.com", 'Dr. "Quote", Esq. <x>'),
+    Recipient(5, "long@example.com", "L" * 200),
+]
+
+
+@pytest.mark.parametrize("recipient", RECIPIENTS, ids=lambda r: str(r.subscriber_id))
+def test_fast_path_parses_to_exactly_what_the_stdlib_builds(factory, recipient):
+    fast, slow = parse(factory.build(recipient)), parse(factory.reference(recipient))
+    assert sorted(fast.keys()) == sorted(slow.keys())
+    for name in fast:
+        if name == "Content-Type":
+            continue  # the boundary is random in both
+        # Folding whitespace is not content (RFC 5322 3.2.2): compare unfolded values.
+        assert " ".join(str(fast[name]).split()) == " ".join(str(slow[name]).split()), name
+    assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
+    fast_parts, slow_parts = list(fast.iter_parts()), list(slow.iter_parts())
+    assert [p.get_content_type() for p in fast_parts] == ["text/plain", "text/html"]
+    assert [p.get_content_type() for p in slow_parts] == ["text/plain", "text/html"]
+    for f, s in zip(fast_parts, slow_parts, strict=True):
+        assert f.get_content_charset() == s.get_content_charset() == "utf-8"
+        assert f.get_content() == s.get_content()
+
+
+def test_headers_one_by_one(factory, config):
+    message = parse(factory.build(RECIPIENTS[0]))
+    assert message["From"] == "Dana Whitfield <dana@news.example.com>"
+    assert message["To"] == "Ana Souza <ana@example.com>"
+    assert message["Reply-To"] == "dana@example.com"
+    assert message["Subject"] == "Flip, then flop: what B2B marketers do now"
+    assert message["Date"] == "Tue, 24 Nov 2026 07:00:00 +0000"
+    assert message["MIME-Version"] == "1.0"
+    assert message["List-Id"] == "The Pipeline Weekly <the-pipeline-weekly.news.example.com>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = [part.strip(" <>") for part in str(message["List-Unsubscribe"]).split(",")]
+    assert https.startswith("https://news.example.com/unsubscribe/")
+    assert Signer(SECRET).subscriber_of(https.rsplit("/", 1)[1]) == 1
+    assert mailto == "mailto:dana@news.example.com?subject=unsubscribe"
+    message_id = message["Message-ID"]
+    assert message_id.startswith("<2026-11-24-b2b-flip-flop.") and message_id.endswith(
+        "@news.example.com>"
+    )
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "Hi Ana Souza," in html and "Hi Ana Souza," in text
+    assert https in text and https in html
+
+
+def test_message_id_is_derived_from_issue_and_subscriber(factory, write_issue, config):
+    again = MessageFactory(factory.prepared, config, Signer(SECRET))  # another run, later
+    first = parse(factory.build(RECIPIENTS[0]))["Message-ID"]
+    assert parse(again.build(RECIPIENTS[0]))["Message-ID"] == first
+    assert parse(factory.build(RECIPIENTS[1]))["Message-ID"] != first
+
+
+def test_no_line_over_998_octets_and_only_crlf(factory):
+    for recipient in RECIPIENTS:
+        data = factory.build(recipient)
+        lines = data.split(b"\r\n")
+        assert max(len(line) for line in lines) <= 998
+        assert b"\n" not in data.replace(b"\r\n", b"")
+        assert not any(line.startswith(b".") for line in lines)  # never needs dot-stuffing
+
+
+def test_name_is_escaped_in_html_and_greets_in_text(factory):
+    message = parse(factory.build(RECIPIENTS[3]))
+    assert "Hi Dr. &quot;Quote&quot;, Esq. &lt;x&gt;," in message.get_body(("html",)).get_content()
+    assert 'Hi Dr. "Quote", Esq. <x>,' in message.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        Recipient(9, "ana@example.com", "Ana\r\nBcc: victim@example.com"),
+        Recipient(9, "ana@example.com\r\nBcc: victim@example.com", "Ana"),
+        Recipient(9, "ana@example.com", "Ana\nX-Evil: 1"),
+    ],
+)
+def test_header_injection_is_refused(factory, recipient):
+    with pytest.raises(MessageError, match="contains a line break; refusing to send it"):
+        factory.build(recipient)
+
+
+def test_test_copy_is_marked_and_has_its_own_message_id(factory, config):
+    test = MessageFactory(factory.prepared, config, Signer(SECRET), test=True)
+    one, two = parse(test.build(RECIPIENTS[0])), parse(test.build(RECIPIENTS[0]))
+    assert one["Subject"] == "[TEST] Flip, then flop: what B2B marketers do now"
+    assert one["Message-ID"] != two["Message-ID"]
+
+
+def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, folder, config):
+    dkim = pytest.importorskip("dkim")
+    key = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
+    public = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"], input=key, capture_output=True, check=True
+    ).stdout
+    (folder / "dkim.pem").write_bytes(key)
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text()
+        + '\n[dkim]\nselector = "nl"\ndomain = "news.example.com"\nkey_file = "dkim.pem"\n'
+    )
+    signed = MessageFactory(factory.prepared, load_config(toml, environ={}), Signer(SECRET)).build(
+        RECIPIENTS[0]
+    )
+    header = parse(signed)["DKIM-Signature"]
+    signed_headers = next(p for p in str(header).replace(" ", "").split(";") if p.startswith("h="))
+    assert "list-unsubscribe:" in signed_headers.lower()
+    assert "list-unsubscribe-post" in signed_headers.lower()
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
+    tampered = signed.replace(
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x"
+    )
+    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_dkim_half_configured_is_an_error(factory, folder):
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text() + '\n[dkim]\nkey_file = "dkim.pem"\n')
+    with pytest.raises(MessageError, match="selector or domain is not"):
+        MessageFactory(factory.prepared, load_config(toml, environ={}), Signer(SECRET))

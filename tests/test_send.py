@@ -1,0 +1,194 @@
+"""Sending through a real SMTP server on loopback, with scripted faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import use_smtp
+from smtp_server import SmtpServer, free_port
+from sqlalchemy import select
+
+from newsletter import db
+from newsletter.config import load_config
+from newsletter.issue import load_issue
+from newsletter.message import MessageFactory
+from newsletter.models import Delivery, Subscriber
+from newsletter.render import prepare
+from newsletter.sender import Sender
+from newsletter.store import Store
+from newsletter.subscribers import add
+from newsletter.tokens import Signer, secret_of
+
+ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
+SLUG = "2026-11-24-survival-of-the-fittest-funnel"
+
+
+@pytest.fixture
+def sending(cli, folder, smtp):
+    use_smtp(folder, smtp.port)
+    for name in ["Ana", "Bo", "Cy"]:
+        assert (
+            cli("subscribers", "add", f"{name.lower()}@example.com", "--name", name).exit_code == 0
+        )
+    return smtp
+
+
+def deliveries(folder) -> dict[str, tuple[str, int, str | None]]:
+    engine = db.connect(load_config(folder / "newsletter.toml", environ={}))
+    with db.session(engine) as s:
+        return {
+            d.email: (d.state.value, d.attempts, d.last_reply)
+            for d in s.scalars(select(Delivery).order_by(Delivery.id))
+        }
+
+
+def subscriber_status(folder, email: str) -> str:
+    engine = db.connect(load_config(folder / "newsletter.toml", environ={}))
+    with db.session(engine) as s:
+        return s.scalar(select(Subscriber.status).where(Subscriber.email == email)).value
+
+
+def test_send_reaches_every_active_subscriber_once(cli, folder, sending):
+    cli("subscribers", "add", "gone@example.com")
+    cli("subscribers", "remove", "gone@example.com")
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Send 'The Pipeline Weekly: Survival of the Fittest Funnel' to 3 active" in result.output
+    assert "Done: 3 sent, 0 bounced, 0 failed." in result.output
+    received = sending.handler.by_rcpt()
+    assert sorted(received) == ["ana@example.com", "bo@example.com", "cy@example.com"]
+    ana = received["ana@example.com"][0].message
+    assert ana["To"] == "Ana <ana@example.com>"
+    assert "Hi Ana," in ana.get_body(("plain",)).get_content()
+    assert ana["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    recorded = deliveries(folder)
+    assert {state for state, _, _ in recorded.values()} == {"sent"}
+    again = cli("send", ISSUE, "--yes")
+    assert again.exit_code == 0 and "already sent" in again.output
+    assert len(sending.handler.received) == 3
+
+
+@pytest.mark.parametrize("code", [451, 452, 552, 421])
+def test_temporary_refusal_is_retried_then_sent(cli, folder, sending, code):
+    sending.handler.script("bo@example.com", code, 250)
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 0, result.output
+    assert deliveries(folder)["bo@example.com"][:2] == ("sent", 2)
+    assert len(sending.handler.by_rcpt()["bo@example.com"]) == 1
+
+
+def test_temporary_refusal_that_persists_fails_after_the_limit(cli, folder, sending):
+    sending.handler.script("bo@example.com", 452)
+    result = cli("send", ISSUE, "--yes")
+    assert "Done: 2 sent, 0 bounced, 1 failed." in result.output
+    state, attempts, reply = deliveries(folder)["bo@example.com"]
+    assert (state, attempts) == ("failed", 3)
+    assert "452 scripted reply" in reply
+    status = cli("status", SLUG).output
+    assert "failed   1" in status
+    assert "bo@example.com  failed  after 3 attempt(s): 452 scripted reply" in status
+    assert subscriber_status(folder, "bo@example.com") == "active"
+
+
+def test_permanent_refusal_bounces_and_stops_the_subscriber(cli, folder, sending):
+    sending.handler.script("cy@example.com", 550)
+    result = cli("send", ISSUE, "--yes")
+    assert "Done: 2 sent, 1 bounced, 0 failed." in result.output
+    assert deliveries(folder)["cy@example.com"][:2] == ("bounced", 1)
+    assert subscriber_status(folder, "cy@example.com") == "bounced"
+    assert "cy@example.com" not in sending.handler.by_rcpt()
+
+
+def test_dropped_connection_is_retried_on_a_new_connection(cli, folder, sending):
+    sending.handler.script("ana@example.com", "drop", 250, at="data")
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 0, result.output
+    assert deliveries(folder)["ana@example.com"][:2] == ("sent", 2)
+    assert len(sending.handler.by_rcpt()["ana@example.com"]) == 1
+
+
+def test_server_that_keeps_refusing_pauses_the_send_and_it_resumes(cli, folder, sending):
+    port = free_port()  # nothing listens here yet
+    use_smtp(folder, port)
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert "error: send paused: 3 connection failures in a row" in result.stderr
+    assert "run 'newsletter send" in result.stderr and "again to resume" in result.stderr
+    assert {s for s, _, _ in deliveries(folder).values()} == {"pending"}
+    assert "paused" in cli("status").output
+    server = SmtpServer()
+    server.port = port
+    server.controller.port = port
+    with server:
+        resumed = cli("send", ISSUE, "--yes")
+        assert resumed.exit_code == 0, resumed.output
+        assert (
+            "Resume 'The Pipeline Weekly: Survival of the Fittest Funnel': 3 of 3" in resumed.output
+        )
+        assert sorted(server.handler.by_rcpt()) == [
+            "ana@example.com",
+            "bo@example.com",
+            "cy@example.com",
+        ]
+
+
+def test_dry_run_builds_everything_and_sends_nothing(cli, folder, sending):
+    result = cli("send", ISSUE, "--dry-run")
+    assert result.exit_code == 0
+    assert "Dry run: built 3 message(s)" in result.output
+    assert "nothing was sent or recorded" in result.output
+    assert sending.handler.received == []
+    assert cli("status").output == "Nothing sent yet.\n"
+
+
+def test_test_copy_goes_to_one_address_and_is_not_recorded(cli, folder, sending):
+    result = cli("send", ISSUE, "--test-to", "Editor@Example.com")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Test copy to editor@example.com: 250")
+    (copy,) = sending.handler.received
+    assert copy.rcpt == "editor@example.com"
+    assert copy.message["Subject"].startswith("[TEST] ")
+    assert cli("status").output == "Nothing sent yet.\n"
+
+
+def test_send_asks_before_sending(cli, folder, sending):
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    result = CliRunner().invoke(app, ["send", ISSUE], input="n\n")
+    assert result.exit_code == 1 and "Not sent." in result.output
+    assert sending.handler.received == []
+    result = CliRunner().invoke(app, ["send", ISSUE], input="y\n")
+    assert result.exit_code == 0 and len(sending.handler.received) == 3
+
+
+def test_issue_with_check_errors_is_not_sent(cli, folder, sending):
+    path = folder / ISSUE
+    path.write_text(path.read_text().replace("## The Quote Darwin", "## TODO The Quote Darwin"))
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert "not sent, 'newsletter check' finds 1 error(s); fix them first" in result.stderr
+    assert sending.handler.received == []
+
+
+def test_send_without_a_signing_secret_is_refused(cli, folder, sending):
+    (folder / "secrets.toml").unlink()
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: web.secret_key: is not set")
+
+
+def test_people_who_join_mid_send_get_the_next_issue(folder, sending):
+    config = load_config(folder / "newsletter.toml", environ={})
+    engine = db.connect(config)
+    store = Store(engine)
+    prepared = prepare(load_issue(folder / ISSUE), config)
+    info = store.start(prepared)  # the snapshot
+    with db.session(engine) as s:
+        add(s, "late@example.com", "Late")
+    factory = MessageFactory(info.prepared, config, Signer(secret_of(config)))
+    report = asyncio.run(Sender(store, info, factory, config.smtp).run())
+    assert report.sent == 3
+    assert "late@example.com" not in sending.handler.by_rcpt()

@@ -1,0 +1,156 @@
+"""The subscriber list, through the CLI, on a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from newsletter import db
+from newsletter.config import load_config
+
+
+def rows(path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_add_list_count_remove(cli, folder):
+    assert cli("subscribers", "add", "Ana@Example.COM", "--name", "Ana Souza").exit_code == 0
+    assert cli("subscribers", "add", "bo@example.com").exit_code == 0
+    listed = cli("subscribers", "list").output.splitlines()
+    assert listed == ["ana@example.com\tactive\tAna Souza", "bo@example.com\tactive\t"]
+    result = cli("subscribers", "remove", "ANA@example.com")
+    assert result.output == "Unsubscribed ana@example.com.\n"
+    assert cli("subscribers", "list", "--status", "active").output == "bo@example.com\tactive\t\n"
+    count = cli("subscribers", "count").output
+    assert "active        1" in count and "unsubscribed  1" in count and "total         2" in count
+    assert (folder / "subscribers.db").is_file()
+
+
+def test_addresses_are_unique_case_insensitively(cli):
+    cli("subscribers", "add", "ana@example.com")
+    result = cli("subscribers", "add", "ANA@EXAMPLE.com")
+    assert result.exit_code == 1
+    assert result.stderr == "error: ana@example.com: is already on the list (active)\n"
+
+
+def test_unsubscribed_cannot_be_added_back_by_the_editor(cli):
+    cli("subscribers", "add", "ana@example.com")
+    cli("subscribers", "remove", "ana@example.com")
+    result = cli("subscribers", "add", "ana@example.com")
+    assert result.exit_code == 1
+    assert "is unsubscribed; they must opt in again themselves" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "not-an-address"], "'not-an-address' is not a valid email address"),
+        (["add", "a@example.com", "--name", "Ana\r\nBcc: x@example.com"], "contains a line break"),
+        (["remove", "nobody@example.com"], "nobody@example.com: is not on the list"),
+        (["import", "missing.csv"], "missing.csv: cannot be read"),
+        (["list", "--status", "gone"], "Invalid value for '--status'"),
+    ],
+)
+def test_mistakes_are_one_line_errors(cli, args, message):
+    result = cli("subscribers", *args)
+    assert result.exit_code in (1, 2)
+    assert message in result.output
+
+
+def test_import_reports_bad_rows_by_line_and_imports_the_rest(cli, folder):
+    (folder / "list.csv").write_text(
+        "Email,Name,Status\n"
+        "ana@example.com,Ana,active\n"
+        "not-an-email,Bad,active\n"
+        "bo@example.com,Bo,\n"
+        "ana@example.com,Ana Again,\n"
+        "cy@example.com,Cy,zombie\n"
+        "di@example.com,Di,unsubscribed\n"
+    )
+    result = cli("subscribers", "import", "list.csv")
+    assert result.exit_code == 1
+    assert "Imported list.csv: 3 added, 0 updated, 0 unchanged" in result.stdout
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith("error: list.csv:3: 'not-an-email' is not a valid email address")
+    assert (
+        errors[1] == "error: list.csv:5: ana@example.com: repeats line 2; keep one row per address"
+    )
+    assert errors[2].startswith("error: list.csv:6: status 'zombie' is not known; expected one of")
+    assert errors[3].startswith("3 row(s) skipped; fix them and import the file again")
+    assert cli("subscribers", "list", "--status", "unsubscribed").output.startswith(
+        "di@example.com"
+    )
+
+
+def test_reimport_is_idempotent_and_never_reactivates(cli, folder):
+    (folder / "list.csv").write_text("email,name\nana@example.com,Ana\nbo@example.com,Bo\n")
+    assert cli("subscribers", "import", "list.csv").exit_code == 0
+    cli("subscribers", "remove", "bo@example.com")
+    (folder / "again.csv").write_text(
+        "email,name,status\nana@example.com,Ana,\nbo@example.com,Bo,active\n"
+    )
+    result = cli("subscribers", "import", "again.csv")
+    assert result.exit_code == 0
+    assert "0 added, 0 updated, 1 unchanged, 1 kept unsubscribed or bounced" in result.output
+    assert "bo@example.com\tunsubscribed" in cli("subscribers", "list").output
+
+
+def test_export_round_trips(cli, folder):
+    cli("subscribers", "add", "ana@example.com", "--name", "Ana, the 1st")
+    cli("subscribers", "add", "bo@example.com")
+    assert (
+        cli("subscribers", "export", "out.csv").output == "Exported 2 subscriber(s) to out.csv.\n"
+    )
+    exported = rows(folder / "out.csv")
+    assert [(r["email"], r["name"], r["status"]) for r in exported] == [
+        ("ana@example.com", "Ana, the 1st", "active"),
+        ("bo@example.com", "", "active"),
+    ]
+    assert cli("subscribers", "import", "out.csv").exit_code == 0  # its own format imports
+
+
+def test_show_includes_the_consent_record(cli):
+    cli("subscribers", "add", "ana@example.com")
+    shown = cli("subscribers", "show", "ana@example.com").output
+    assert '"consent_source": "added by the editor (cli)"' in shown
+    assert '"status": "active"' in shown
+
+
+def test_migrations_run_on_an_empty_database(cli, folder):
+    result = cli("db", "upgrade")
+    assert result.output == "Database upgraded.\n"
+    engine = create_engine(f"sqlite:///{folder / 'subscribers.db'}")
+    tables = set(inspect(engine).get_table_names())
+    assert {"subscribers", "sends", "deliveries", "alembic_version"} <= tables
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == db.HEAD
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    assert cli("db", "upgrade").output == "Database is up to date.\n"
+
+
+def test_head_constant_matches_the_migration_scripts():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == db.HEAD
+
+
+def test_bad_database_url_is_a_message(cli, folder):
+    result = cli("subscribers", "count", "--config", str(folder / "newsletter.toml"))
+    assert result.exit_code == 0
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text().replace("sqlite:///subscribers.db", "nonsense"))
+    result = cli("subscribers", "count")
+    assert result.exit_code == 1
+    assert "database.url: 'nonsense' is not a database URL" in result.stderr
+
+
+def test_relative_sqlite_path_lives_in_the_newsletter_folder(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(folder / "newsletter.toml", environ={})
+    assert db.resolve_url(config.database.url, config.root).endswith(str(folder / "subscribers.db"))
