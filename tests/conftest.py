@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,34 @@ def cli(folder: Path, monkeypatch: pytest.MonkeyPatch):
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return run
+
+
+# Where a PostgreSQL server is available (CI starts one), the storage tests run
+# on it too: NEWSLETTER_TEST_POSTGRES_URL names a database we may create others from.
+POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
+def backend(request, folder: Path):
+    """Run the test on SQLite, and on a fresh PostgreSQL database when one is available."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    admin_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text().replace('url = "sqlite:///subscribers.db"', f'url = "{url}"'))
+    yield "postgresql"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import use_smtp
 from sqlalchemy import func, select
 
@@ -19,6 +20,8 @@ from newsletter.models import Delivery, DeliveryState
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 RECIPIENTS = 2000
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def send_process(folder):

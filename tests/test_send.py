@@ -23,6 +23,8 @@ from newsletter.tokens import Signer, secret_of
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 SLUG = "2026-11-24-survival-of-the-fittest-funnel"
 
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 @pytest.fixture
 def sending(cli, folder, smtp):

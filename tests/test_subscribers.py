@@ -10,13 +10,15 @@ from sqlalchemy import create_engine, inspect, text
 from newsletter import db
 from newsletter.config import load_config
 
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 def rows(path) -> list[dict]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_add_list_count_remove(cli, folder):
+def test_add_list_count_remove(cli, folder, backend):
     assert cli("subscribers", "add", "Ana@Example.COM", "--name", "Ana Souza").exit_code == 0
     assert cli("subscribers", "add", "bo@example.com").exit_code == 0
     listed = cli("subscribers", "list").output.splitlines()
@@ -26,7 +28,7 @@ def test_add_list_count_remove(cli, folder):
     assert cli("subscribers", "list", "--status", "active").output == "bo@example.com\tactive\t\n"
     count = cli("subscribers", "count").output
     assert "active        1" in count and "unsubscribed  1" in count and "total         2" in count
-    assert (folder / "subscribers.db").is_file()
+    assert (folder / "subscribers.db").is_file() == (backend == "sqlite")
 
 
 def test_addresses_are_unique_case_insensitively(cli):
@@ -119,15 +121,18 @@ def test_show_includes_the_consent_record(cli):
     assert '"status": "active"' in shown
 
 
-def test_migrations_run_on_an_empty_database(cli, folder):
+def test_migrations_run_on_an_empty_database(cli, folder, backend):
     result = cli("db", "upgrade")
     assert result.output == "Database upgraded.\n"
-    engine = create_engine(f"sqlite:///{folder / 'subscribers.db'}")
+    config = load_config(folder / "newsletter.toml", environ={})
+    engine = create_engine(db.resolve_url(config.database.url, config.root))
     tables = set(inspect(engine).get_table_names())
     assert {"subscribers", "sends", "deliveries", "alembic_version"} <= tables
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == db.HEAD
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        if backend == "sqlite":
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
     assert cli("db", "upgrade").output == "Database is up to date.\n"
 
 
@@ -144,7 +149,10 @@ def test_bad_database_url_is_a_message(cli, folder):
     result = cli("subscribers", "count", "--config", str(folder / "newsletter.toml"))
     assert result.exit_code == 0
     toml = folder / "newsletter.toml"
-    toml.write_text(toml.read_text().replace("sqlite:///subscribers.db", "nonsense"))
+    config_text = toml.read_text()
+    start = config_text.index('url = "', config_text.index("[database]"))
+    end = config_text.index("\n", start)
+    toml.write_text(config_text[:start] + 'url = "nonsense"' + config_text[end:])
     result = cli("subscribers", "count")
     assert result.exit_code == 1
     assert "database.url: 'nonsense' is not a database URL" in result.stderr
@@ -152,5 +160,14 @@ def test_bad_database_url_is_a_message(cli, folder):
 
 def test_relative_sqlite_path_lives_in_the_newsletter_folder(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = load_config(folder / "newsletter.toml", environ={})
-    assert db.resolve_url(config.database.url, config.root).endswith(str(folder / "subscribers.db"))
+    resolved = db.resolve_url("sqlite:///subscribers.db", folder)
+    assert resolved == f"sqlite:///{folder / 'subscribers.db'}"
+    assert db.resolve_url("postgresql://u@h/n", folder) == "postgresql+psycopg://u@h/n"
+
+
+def test_unreachable_database_is_a_message(cli, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    result = cli("subscribers", "count")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database.url: cannot open the database (")
+    assert "check the URL and that the server is running" in result.stderr
