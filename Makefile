@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/send.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
