@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/newsletter check issues/*.md
 	$(BIN)/newsletter preview $(SAMPLE) --screenshots
+	bash demo/send.sh $(SAMPLE)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
