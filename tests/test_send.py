@@ -119,10 +119,7 @@ def test_server_that_keeps_refusing_pauses_the_send_and_it_resumes(cli, folder, 
     assert "run 'newsletter send" in result.stderr and "again to resume" in result.stderr
     assert {s for s, _, _ in deliveries(folder).values()} == {"pending"}
     assert "paused" in cli("status").output
-    server = SmtpServer()
-    server.port = port
-    server.controller.port = port
-    with server:
+    with SmtpServer(port) as server:
         resumed = cli("send", ISSUE, "--yes")
         assert resumed.exit_code == 0, resumed.output
         assert (
@@ -194,3 +191,60 @@ def test_people_who_join_mid_send_get_the_next_issue(folder, sending):
     report = asyncio.run(Sender(store, info, factory, config.smtp).run())
     assert report.sent == 3
     assert "late@example.com" not in sending.handler.by_rcpt()
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult
+
+    ok = auth_data.login == b"dana" and auth_data.password == b"right-password"
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize("password", ["right-password", "wrong-password"])
+def test_login_uses_the_password_from_the_environment(cli, folder, monkeypatch, password):
+    cli("subscribers", "add", "ana@example.com")
+    with SmtpServer(authenticator=_authenticator, auth_require_tls=False) as server:
+        use_smtp(folder, server.port, username='"dana"')
+        monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", password)
+        result = cli("send", ISSUE, "--yes")
+        if password == "right-password":
+            assert result.exit_code == 0, result.output
+            assert len(server.handler.received) == 1
+        else:
+            assert result.exit_code == 1
+            assert "send paused: login as 'dana' refused: 535" in result.stderr
+            assert password not in result.output
+            assert server.handler.received == []
+
+
+def test_sink_keeps_each_message_as_an_eml_file(tmp_path):
+    import smtplib
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "sink", "--port", str(port), "--out", "box"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and sink.poll() is None
+                time.sleep(0.05)
+        with client:
+            assert "pipelining" in client.ehlo()[1].decode().lower()
+            client.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\r\n\r\nbody\r\n")
+    finally:
+        sink.terminate()
+        _, err = sink.communicate(timeout=10)
+    (eml,) = (tmp_path / "box").glob("*.eml")
+    assert b"Subject: hi" in eml.read_bytes()
+    assert "Sink stopped: 1 message(s) in box/." in err
