@@ -62,7 +62,9 @@ def main() -> None:
     }
     total = median_seconds(whole_issue, args.runs)
 
-    unsub = "https://news.example.com/unsubscribe/eyJzIjoxMjM0NX0.Z3r8aQ.abcdefghijklmnopqrstuv"
+    unsub = (
+        "https://news.example.com/unsubscribe?token=eyJzIjoxMjM0NX0.Z3r8aQ.abcdefghijklmnopqrstuv"
+    )
     web = "https://news.example.com/archive/2026-11-24-survival-of-the-fittest-funnel"
 
     def fill():

@@ -113,7 +113,8 @@ class MessageFactory:
         return f"<{self.prepared.slug}.{digest}@{self.domain}>"
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        return f"{self.base_url}/unsubscribe/{self.signer.unsubscribe_token(r.subscriber_id)}"
+        token = self.signer.unsubscribe_token(r.subscriber_id)
+        return f"{self.base_url}/unsubscribe?token={token}"
 
     def _mailto(self) -> str:
         return f"mailto:{self.sender}?subject=unsubscribe"

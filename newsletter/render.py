@@ -72,7 +72,7 @@ def preview_fill(prepared: PreparedIssue, config: Config) -> Filled:
     base = config.newsletter.base_url.rstrip("/")
     return prepared.fill(
         name=None,
-        unsubscribe_url=f"{base}/unsubscribe/preview",
+        unsubscribe_url=f"{base}/unsubscribe?token=preview",
         web_url=f"{base}/archive/{prepared.slug}",
     )
 

@@ -13,7 +13,7 @@ from newsletter.issue import load_issue
 from newsletter.render import TemplateError, prepare
 
 FONTS = "https://fonts.googleapis.com/css?family=Lato"
-UNSUB = "https://news.example.com/unsubscribe/TOKEN-123"
+UNSUB = "https://news.example.com/unsubscribe?token=TOKEN-123"
 WEB = "https://news.example.com/archive/2026-11-24-b2b-flip-flop"
 
 
