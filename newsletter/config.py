@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 
 from newsletter.errors import NewsletterError
@@ -112,6 +113,31 @@ class DatabaseSection(_Section):
 
 class WebSection(_Section):
     secret_key: SecretStr | None = None
+    consent_text: str = Field(
+        "Yes, send me {name} by email. I can unsubscribe at any time with one click.",
+        min_length=10,
+        max_length=500,
+    )
+    confirm_days: int = Field(7, ge=1, le=90, description="days a confirmation link works")
+    welcome_email: bool = True
+    cors_origins: list[WebUrl] = []
+    limit_per_ip: str = Field("20/minute", description="signups from one IP address")
+    limit_per_address: str = Field("5/hour", description="signups for one address")
+    confirmations_per_day: int = Field(3, ge=1, le=50)
+    max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+
+    @field_validator("limit_per_ip", "limit_per_address")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate; expected e.g. '20/minute' or '5 per hour'"
+            ) from None
+        return value
 
 
 class Config(_Section):

@@ -76,6 +76,20 @@ class Subscriber(Base):
     consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     consent_source: Mapped[str | None] = mapped_column(String(500))
     consent_text: Mapped[str | None] = mapped_column(Text)
+    # Signup through the form: when, from which IP, and the one confirmation
+    # link currently valid (a used or superseded link no longer matches).
+    signup_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    signup_ip: Mapped[str | None] = mapped_column(String(64))
+    confirm_nonce: Mapped[str | None] = mapped_column(String(64))
+
+
+class Erased(Base):
+    """Someone erased on request: only a hash of the address, so an import cannot add them back."""
+
+    __tablename__ = "erased"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Send(Base):

@@ -99,7 +99,7 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
         lambda n: Markup(slots.marker(prefix, n)),  # noqa: S704 (fixed ASCII)
     )
     text = _render(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
-    page = inline_css(_compile_mjml(mjml_source))
+    page = inline_css(compile_mjml(mjml_source))
     return PreparedIssue(
         slug=issue.slug,
         subject=view["subject"],
@@ -228,7 +228,7 @@ def _failing_line(exc: BaseException, fallback: str) -> str:
     return f"{shown(frames[-1].filename)}:{frames[-1].lineno}"
 
 
-def _compile_mjml(source: str) -> str:
+def compile_mjml(source: str) -> str:
     try:
         return mjml2html(source, disable_comments=True)
     except ValueError as exc:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
-from newsletter.models import Status, Subscriber, utcnow
+from newsletter.models import Delivery, Erased, Status, Subscriber, utcnow
 
 MAX_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -65,6 +66,39 @@ def parse_status(raw: str) -> Status:
         raise SubscriberError(f"status {raw!r} is not known; expected one of {choices}") from None
 
 
+def email_hash(address: str) -> str:
+    """What is kept of an erased address: enough to recognise it, not to read it."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def is_erased(session: Session, address: str) -> bool:
+    return session.get(Erased, email_hash(address)) is not None
+
+
+def erase(session: Session, email: str) -> str:
+    """Delete everything held about a person; keep only a hash of the address."""
+    address = normalize_email(email)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if subscriber is None and not is_erased(session, address):
+        raise SubscriberError(f"{address}: is not on the list")
+    if subscriber is not None:
+        session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+        session.delete(subscriber)
+    if not is_erased(session, address):
+        session.add(Erased(email_hash=email_hash(address)))
+    return address
+
+
+def deliveries_of(session: Session, subscriber_id: int) -> list[dict]:
+    rows = session.execute(
+        select(Delivery.send_id, Delivery.state, Delivery.attempts, Delivery.sent_at,
+               Delivery.message_id, Delivery.last_reply)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id)
+    )  # fmt: skip
+    return [dict(row._mapping) for row in rows]
+
+
 def find(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
 
@@ -73,6 +107,10 @@ def add(session: Session, email: str, name: str | None = None, source: str = "cl
     """Add an active subscriber the editor vouches for (the consent record says so)."""
     address = normalize_email(email)
     existing = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if existing is None and is_erased(session, address):
+        raise SubscriberError(
+            f"{address}: was erased on request; only they can sign up again, through the form"
+        )
     if existing is not None:
         if existing.status in (Status.unsubscribed, Status.bounced):
             raise SubscriberError(
@@ -146,10 +184,17 @@ def import_csv(session: Session, path: Path) -> ImportReport:
             s.email: s
             for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(chunk)))
         }
+        erased = set(
+            session.scalars(
+                select(Erased.email_hash).where(Erased.email_hash.in_(map(email_hash, chunk)))
+            )
+        )
         for address in chunk:
             name, status = rows[address]
             current = existing.get(address)
-            if current is None:
+            if current is None and email_hash(address) in erased:
+                report.kept_unsubscribed += 1  # erased on request: never re-added
+            elif current is None:
                 new.append(_new_row(address, name, status or Status.active, now, path))
             else:
                 _merge(current, name, status, report, now)

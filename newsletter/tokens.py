@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
@@ -14,6 +14,10 @@ from newsletter.errors import NewsletterError
 
 class TokenError(NewsletterError):
     """No signing secret is configured, or a token is forged or damaged."""
+
+
+class TokenExpired(TokenError):
+    """A confirmation link older than its lifetime."""
 
 
 def secret_of(config: Config) -> str:
@@ -31,6 +35,7 @@ class Signer:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
         self._unsubscribe = URLSafeSerializer(secret, salt="unsubscribe")
+        self._confirm = URLSafeTimedSerializer(secret, salt="confirm")
 
     def unsubscribe_token(self, subscriber_id: int) -> str:
         return self._unsubscribe.dumps(subscriber_id)
@@ -43,6 +48,21 @@ class Signer:
         if not isinstance(value, int):
             raise TokenError("this unsubscribe link is damaged or not ours")
         return value
+
+    def confirm_token(self, subscriber_id: int, nonce: str) -> str:
+        return self._confirm.dumps([subscriber_id, nonce])
+
+    def confirm_of(self, token: str, max_age_seconds: int) -> tuple[int, str]:
+        """(subscriber id, nonce) of a confirmation link younger than max_age."""
+        try:
+            value = self._confirm.loads(token, max_age=max_age_seconds)
+        except SignatureExpired:
+            raise TokenExpired("this confirmation link has expired") from None
+        except BadSignature:
+            raise TokenError("this confirmation link is damaged or not ours") from None
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+            raise TokenError("this confirmation link is damaged or not ours")
+        return value[0], str(value[1])
 
     def digest(self, *parts: object, size: int = 20) -> str:
         """A stable keyed hash: the same inputs always give the same hex string."""

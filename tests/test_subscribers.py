@@ -116,7 +116,7 @@ def test_export_round_trips(cli, folder):
 
 def test_show_includes_the_consent_record(cli):
     cli("subscribers", "add", "ana@example.com")
-    shown = cli("subscribers", "show", "ana@example.com").output
+    shown = cli("subscribers", "show", "ana@example.com", "--json").output
     assert '"consent_source": "added by the editor (cli)"' in shown
     assert '"status": "active"' in shown
 

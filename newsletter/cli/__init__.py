@@ -7,12 +7,13 @@ from typing import Annotated
 import typer
 
 from newsletter import __version__
-from newsletter.cli import compose, sending, subscribers
+from newsletter.cli import compose, sending, subscribers, web
 from newsletter.cli.common import new_app
 
 app = new_app("Write a weekly email newsletter as files, check and preview it, and send it.")
 app.add_typer(compose.app)
 app.add_typer(sending.app)
+app.add_typer(web.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(subscribers.db_app, name="db")
 

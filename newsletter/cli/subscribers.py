@@ -107,19 +107,43 @@ def export(
     typer.echo(f"Exported {written} subscriber(s) to {file}.")
 
 
-@app.command(epilog="Example: newsletter subscribers show ana@example.com")
+@app.command(epilog="Example: newsletter subscribers show ana@example.com --json")
 @reports_errors
 def show(
     email: Annotated[str, typer.Argument(help="Email address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Everything held about one subscriber, as JSON (consent record included)."""
+    """Everything held about one subscriber (consent record included), e.g. for a
+    data-access request."""
     with db.session(_engine(config)) as session:
         found = subscribers.find(session, email)
         if found is None:
             raise subscribers.SubscriberError(f"{email}: is not on the list")
         record = {column.name: getattr(found, column.key) for column in found.__table__.columns}
-    typer.echo(json.dumps(record, default=str, indent=2))
+        record["deliveries"] = subscribers.deliveries_of(session, found.id)
+    if as_json:
+        typer.echo(json.dumps(record, default=str, indent=2))
+        return
+    for key, value in record.items():
+        if key != "deliveries":
+            typer.echo(f"{key:<16} {'' if value is None else value}")
+    typer.echo(f"{'deliveries':<16} {len(record['deliveries'])}")
+
+
+@app.command(epilog="Example: newsletter subscribers erase ana@example.com --yes")
+@reports_errors
+def erase(
+    email: Annotated[str, typer.Argument(help="Email address.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete everything held about one person; only a hash stays, so no import re-adds them."""
+    if not yes and not typer.confirm(f"Erase all data about {email}? This cannot be undone"):
+        raise typer.Exit(1)
+    with db.session(_engine(config)) as session:
+        address = subscribers.erase(session, email)
+    typer.echo(f"Erased {address}; only a hash remains, so imports will skip it.")
 
 
 @db_app.command(epilog="Example: newsletter db upgrade")
