@@ -5,6 +5,7 @@ same SMTP transport. Low volume, so the plain stdlib message builder serves."""
 from __future__ import annotations
 
 import datetime as dt
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,7 +28,7 @@ def build(config: Config, kind: str, to: str, **context: object) -> bytes:
     html = render.inline_css(render.compile_mjml(page))
     text = env.get_template(f"emails/{kind}.txt.j2").render(**values)
     sender = config.sender
-    message = EmailMessage()
+    message = EmailMessage(policy=policy.SMTP)  # CRLF line ends, as SMTP requires
     message["From"] = Address(sender.from_name, addr_spec=sender.from_address)
     message["To"] = to
     if sender.reply_to:

@@ -82,6 +82,9 @@ class Connection:
     async def send(self, sender: str, recipient: str, data: bytes) -> tuple[str, Reply]:
         """One message. Returns (stage, reply): stage is "rcpt" when the server refused
         the recipient, "mail" or "data" otherwise."""
+        if data.count(b"\n") != data.count(b"\r\n"):
+            # Bare LFs are how SMTP smuggling starts; only CRLF ever goes on the wire.
+            data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if b"\n." in data or data.startswith(b"."):
             data = data.replace(b"\n.", b"\n..")  # dot-stuffing (never needed for our QP bodies)
             data = b"." + data if data.startswith(b".") else data

@@ -113,9 +113,10 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
         allow_headers=["Content-Type"],
     )
 
-    def page(name: str, status: int = 200, **context) -> HTMLResponse:
-        body = env.get_template(f"web/{name}.html.j2").render(
-            newsletter=config.newsletter, base_url=base, consent=consent, **context
+    def page(template: str, status: int = 200, **context) -> HTMLResponse:
+        values = {"error": None, "email": "", "name": "", "show_form": False, **context}
+        body = env.get_template(f"web/{template}.html.j2").render(
+            newsletter=config.newsletter, base_url=base, consent=consent, **values
         )
         return HTMLResponse(body, status_code=status, headers=headers)
 

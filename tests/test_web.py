@@ -1,0 +1,296 @@
+"""The public pages through FastAPI's TestClient, on a real SQLite file and a
+real SMTP server catching the confirmation and welcome emails."""
+
+from __future__ import annotations
+
+import re
+import time
+from html import unescape
+from xml.etree import ElementTree as ET
+
+import pytest
+from conftest import use_smtp
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from newsletter import db
+from newsletter.config import load_config
+from newsletter.models import Status, Subscriber
+from newsletter.tokens import Signer, secret_of
+from newsletter.web import create_app
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+def configure(folder, **web) -> None:
+    if web:
+        toml = folder / "newsletter.toml"
+        lines = "".join(f"{k} = {v}\n" for k, v in web.items())
+        toml.write_text(toml.read_text() + f"\n[web]\n{lines}")
+
+
+@pytest.fixture
+def site(folder, smtp):
+    use_smtp(folder, smtp.port)
+
+    def make(**web):
+        configure(folder, **web)
+        config = load_config(folder / "newsletter.toml", environ={})
+        return TestClient(create_app(config), raise_server_exceptions=False)
+
+    return make
+
+
+@pytest.fixture
+def client(site):
+    return site()
+
+
+def subscriber(folder, email):
+    config = load_config(folder / "newsletter.toml", environ={})
+    with db.session(db.connect(config)) as s:
+        return s.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+def link_in(received, path: str) -> str:
+    text = received.message.get_body(("plain",)).get_content()
+    return re.search(rf"https://news\.example\.com({re.escape(path)}\?token=\S+)", text).group(1)
+
+
+def test_front_page_has_the_form(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    for piece in (
+        "The Pipeline Weekly",
+        'name="email"',
+        'name="name"',
+        'name="website"',
+        "Yes, send me The Pipeline Weekly by email",
+        "/archive",
+    ):
+        assert piece in page.text
+    assert "script" not in page.text.lower()
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_signup_confirm_and_welcome(client, folder, smtp):
+    answer = client.post("/subscribe", data={"email": "Ana@Example.com", "name": "Ana"})
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    assert subscriber(folder, "ana@example.com").status == Status.pending
+    (mail,) = smtp.handler.received
+    assert mail.rcpt == "ana@example.com"
+    assert mail.message["Subject"] == "Confirm your subscription to The Pipeline Weekly"
+    confirm = client.get(link_in(mail, "/confirm"))
+    assert confirm.status_code == 200 and "You're in!" in unescape(confirm.text)
+    person = subscriber(folder, "ana@example.com")
+    assert person.status == Status.active and person.name == "Ana"
+    assert person.confirmed_at and person.consent_at and person.signup_at
+    assert person.signup_ip == "testclient"
+    assert person.consent_text.startswith("Yes, send me The Pipeline Weekly")
+    welcome = smtp.handler.received[1]
+    assert welcome.message["Subject"] == "Welcome to The Pipeline Weekly"
+    assert "/unsubscribe?token=" in welcome.message.get_body(("plain",)).get_content()
+
+
+def test_the_answer_never_reveals_who_is_subscribed(client, folder, smtp):
+    def answer(email, **extra):
+        response = client.post("/subscribe", data={"email": email, **extra})
+        return response.status_code, response.content
+
+    first = answer("new@example.com")
+    client.get(link_in(smtp.handler.received[0], "/confirm"))  # now active
+    mails = len(smtp.handler.received)
+    assert answer("new@example.com") == first  # active: same page...
+    assert len(smtp.handler.received) == mails  # ...and nothing new sent
+    assert answer("other@example.com") == first  # new
+    assert answer("other@example.com") == first  # pending
+    assert answer("bot@example.com", website="http://spam.example") == first  # honeypot
+    assert subscriber(folder, "bot@example.com") is None
+
+
+def test_json_signup_gives_the_same_answer_for_everyone(client, smtp):
+    one = client.post("/subscribe", json={"email": "a@example.com"})
+    two = client.post("/subscribe", json={"email": "a@example.com", "name": "A"})
+    assert one.status_code == two.status_code == 200
+    assert one.content == two.content
+    assert one.json()["status"] == "check-your-inbox"
+
+
+def test_confirmation_email_never_repeats_what_the_visitor_typed(client, smtp):
+    client.post("/subscribe", data={"email": "x@example.com", "name": "Visit spam.example.com"})
+    data = smtp.handler.received[0].data.decode()
+    assert "spam.example.com" not in data and "Visit" not in data
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"email": "not-an-address"}, "does not look like an email address"),
+        ({"email": "a@example.com", "name": "A\r\nBcc: b@example.com"}, "line break"),
+        ({"email": "a" * 250 + "@example.com"}, "The email is too long"),
+        ({"email": "a@example.com", "name": "n" * 101}, "The name is too long"),
+        ({}, "does not look like an email address"),
+    ],
+)
+def test_bad_input_gets_the_form_back_with_a_message(client, smtp, fields, problem):
+    response = client.post("/subscribe", data=fields)
+    assert response.status_code == 400
+    assert problem in response.text and 'name="email"' in response.text
+    assert smtp.handler.received == []
+
+
+def test_confirm_link_expired_forged_reused_or_missing(client, folder, smtp, monkeypatch):
+    client.post("/subscribe", data={"email": "a@example.com"})
+    link = link_in(smtp.handler.received[0], "/confirm")
+    assert "not valid" in client.get("/confirm?token=forged.token").text
+    assert "not valid" in client.get("/confirm").text
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 8 * 86400)
+    expired = client.get(link)
+    monkeypatch.setattr(time, "time", real)
+    assert (
+        expired.status_code == 400 and "expired" in expired.text and 'name="email"' in expired.text
+    )
+    assert subscriber(folder, "a@example.com").status == Status.pending
+    assert client.get(link).status_code == 200
+    reused = client.get(link)
+    assert reused.status_code == 400 and "already used" in reused.text
+
+
+def test_newer_confirmation_replaces_the_older_link(client, smtp):
+    client.post("/subscribe", data={"email": "a@example.com"})
+    client.post("/subscribe", data={"email": "a@example.com"})
+    old, new = (link_in(m, "/confirm") for m in smtp.handler.received[:2])
+    assert "already used" in client.get(old).text
+    assert "You're in!" in unescape(client.get(new).text)
+
+
+def unsubscribe_token(folder, email) -> str:
+    config = load_config(folder / "newsletter.toml", environ={})
+    return Signer(secret_of(config)).unsubscribe_token(subscriber(folder, email).id)
+
+
+def test_unsubscribe_page_changes_nothing_and_one_click_post_does(client, folder, cli):
+    cli("subscribers", "add", "ana@example.com")
+    token = unsubscribe_token(folder, "ana@example.com")
+    page = client.get(f"/unsubscribe?token={token}")
+    assert page.status_code == 200 and "<button" in page.text
+    assert subscriber(folder, "ana@example.com").status == Status.active
+    done = client.post(
+        f"/unsubscribe?token={token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 200 and "location" not in done.headers
+    assert "You're unsubscribed" in unescape(done.text)
+    assert subscriber(folder, "ana@example.com").status == Status.unsubscribed
+    again = client.post(
+        f"/unsubscribe?token={token}", files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert again.status_code == 200  # idempotent, and multipart works too
+
+
+def test_forged_unsubscribe_token_is_refused(client):
+    for response in (client.get("/unsubscribe?token=x.y"), client.post("/unsubscribe?token=x.y")):
+        assert response.status_code == 400 and "not valid" in response.text
+
+
+def test_rate_limit_per_ip_answers_429_with_a_page(site):
+    client = site(limit_per_ip='"3/minute"')
+    codes = [
+        client.post("/subscribe", data={"email": f"u{i}@example.com"}).status_code for i in range(4)
+    ]
+    assert codes == [200, 200, 200, 429]
+    assert "Too many tries" in client.post("/subscribe", data={"email": "z@example.com"}).text
+
+
+def test_rate_limit_per_address_and_daily_confirmation_cap(site, smtp):
+    client = site(limit_per_address='"3/hour"', confirmations_per_day=2)
+    codes = [
+        client.post("/subscribe", data={"email": "a@example.com"}).status_code for _ in range(4)
+    ]
+    assert codes == [200, 200, 200, 429]
+    assert len(smtp.handler.received) == 2  # the daily cap held the third email back
+
+
+def test_oversized_body_is_refused(client):
+    response = client.post(
+        "/subscribe",
+        content=b"email=" + b"a" * 20_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+
+
+def test_no_stack_trace_reaches_a_visitor(client, monkeypatch):
+    from newsletter import signup
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(signup, "subscribe", broken)
+    response = client.post("/subscribe", data={"email": "a@example.com"})
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+def test_archive_web_version_and_feed(client, folder, cli, smtp):
+    cli("subscribers", "add", "ana@example.com", "--name", "Ana")
+    assert cli("send", "2026-11-24-survival-of-the-fittest-funnel", "--yes").exit_code == 0
+    archive = client.get("/archive")
+    assert "The Pipeline Weekly: Survival of the Fittest Funnel" in archive.text
+    web = client.get("/archive/2026-11-24-survival-of-the-fittest-funnel")
+    assert web.status_code == 200 and "Hi there," in web.text and "Ana" not in web.text
+    assert "token=" not in web.text
+    assert client.get("/archive/nope").status_code == 404
+    feed = ET.fromstring(client.get("/feed.xml").content)  # noqa: S314 (our own feed)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    (entry,) = feed.findall("a:entry", ns)
+    assert (
+        entry.find("a:link", ns)
+        .get("href")
+        .endswith("/archive/2026-11-24-survival-of-the-fittest-funnel")
+    )
+
+
+def test_health_and_not_found(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "There is no page here" in missing.text
+
+
+def test_cors_allows_only_configured_origins(site):
+    client = site(cors_origins='["https://editor.example.com"]')
+    allowed = client.options(
+        "/subscribe",
+        headers={"Origin": "https://editor.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert allowed.headers.get("access-control-allow-origin") == "https://editor.example.com"
+    other = client.options(
+        "/subscribe",
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_erase_keeps_only_a_hash_and_blocks_reimport(cli, folder, client, smtp):
+    cli("subscribers", "add", "ana@example.com", "--name", "Ana")
+    result = cli("subscribers", "erase", "ana@example.com", "--yes")
+    assert (
+        result.output == "Erased ana@example.com; only a hash remains, so imports will skip it.\n"
+    )
+    assert cli("subscribers", "show", "ana@example.com").exit_code == 1
+    (folder / "list.csv").write_text("email\nana@example.com\n")
+    assert "0 added" in cli("subscribers", "import", "list.csv").output
+    assert "was erased on request" in cli("subscribers", "add", "ana@example.com").stderr
+    client.post("/subscribe", data={"email": "ana@example.com"})  # they may opt in again
+    client.get(link_in(smtp.handler.received[0], "/confirm"))
+    assert subscriber(folder, "ana@example.com").status == Status.active
+
+
+def test_form_snippet_posts_to_the_site(cli):
+    snippet = cli("form-snippet").output
+    assert 'action="https://news.example.com/subscribe"' in snippet
+    assert 'name="website"' in snippet and 'name="email"' in snippet
