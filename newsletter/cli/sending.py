@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -145,8 +146,9 @@ def _run_with_progress(store, info, factory, smtp, already: int):
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             # Ctrl-C: finish the messages in flight, record them, then stop.
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            for number in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+                    loop.add_signal_handler(number, stop.set)  # main thread only
             sender = Sender(store, info, factory, smtp, on_progress=on_progress)
             return await sender.run(stop)
 

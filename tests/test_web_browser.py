@@ -1,0 +1,102 @@
+"""The whole reader journey in a real browser: Debian's Chromium (Playwright) on a
+phone-sized window, uvicorn serving on loopback, a real SMTP server catching mail."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import uvicorn
+from conftest import require_browser, use_smtp
+from smtp_server import free_port
+from sqlalchemy import select
+
+from newsletter import db, screenshots
+from newsletter.config import load_config
+from newsletter.models import Status, Subscriber
+from newsletter.web import create_app
+
+pytestmark = pytest.mark.browser
+ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
+
+
+@pytest.fixture
+def live_site(folder, smtp):
+    require_browser()
+    port = free_port()
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text().replace("https://news.example.com", f"http://127.0.0.1:{port}")
+    )
+    use_smtp(folder, smtp.port)
+    config = load_config(toml, environ={})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", config
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def wait_for_mail(smtp, count: int):
+    deadline = time.monotonic() + 10
+    while len(smtp.handler.received) < count:
+        assert time.monotonic() < deadline, "no email arrived"
+        time.sleep(0.02)
+    return smtp.handler.received[count - 1]
+
+
+def status_of(config, email) -> Status:
+    with db.session(db.connect(config)) as s:
+        return s.scalar(select(Subscriber.status).where(Subscriber.email == email))
+
+
+def test_signup_confirm_receive_and_unsubscribe_on_a_phone(live_site, smtp):
+    base, config = live_site
+    with screenshots.browser() as context:
+        page = context.new_page()
+        page.set_viewport_size({"width": 375, "height": 740})
+        page.goto(base + "/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.fill("#email", "reader@example.com")
+        page.fill("#name", "Rita Reader")
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=Check your inbox")
+
+        confirmation = wait_for_mail(smtp, 1).message
+        text = confirmation.get_body(("plain",)).get_content()
+        link = re.search(rf"{re.escape(base)}/confirm\?token=\S+", text).group(0)
+        page.goto(link)
+        page.wait_for_selector("text=You're in!")
+        assert status_of(config, "reader@example.com") == Status.active
+
+        # The editor sends the week's issue (a real CLI process: Playwright owns this loop).
+        sent = subprocess.run(
+            [sys.executable, "-m", "newsletter", "send", ISSUE, "--yes"],
+            cwd=config.root,
+            env={k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        issue = next(m for m in smtp.handler.received if "Funnel" in str(m.message["Subject"]))
+        html = issue.message.get_body(("html",)).get_content()
+        assert "Hi Rita Reader," in html
+        unsubscribe = re.search(r'href="([^"]*/unsubscribe\?token=[^"]+)"', html).group(1)
+        page.goto(unsubscribe)
+        assert status_of(config, "reader@example.com") == Status.active  # GET changed nothing
+        page.click("text=Unsubscribe >> nth=-1")
+        page.wait_for_selector("text=You're unsubscribed")
+        assert status_of(config, "reader@example.com") == Status.unsubscribed
