@@ -7,14 +7,15 @@ NL=.venv/bin/newsletter
 PY=.venv/bin/python
 SAMPLE=${1:-issues/2026-11-24-survival-of-the-fittest-funnel.md}
 
-mkdir -p build
-rm -rf outbox build/demo.db build/demo.db-*
+# The demo folder's database and outbox are the demo's own (both git-ignored):
+# every run starts them afresh.
+rm -rf outbox subscribers.db subscribers.db-*
 PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export NEWSLETTER_DATABASE_URL=sqlite:///build/demo.db
 export NEWSLETTER_SMTP_HOST=127.0.0.1 NEWSLETTER_SMTP_PORT=$PORT NEWSLETTER_SMTP_SECURITY=none
-# A signing secret for this run only (a real folder keeps one in secrets.toml).
-NEWSLETTER_WEB_SECRET_KEY=$($PY -c 'import secrets; print(secrets.token_urlsafe(32))')
-export NEWSLETTER_WEB_SECRET_KEY
+if [ ! -f secrets.toml ]; then
+  # The signing secret for links, as 'newsletter init' makes one (git-ignored, 0600).
+  (umask 077 && $PY -c 'import secrets; print("[web]\nsecret_key = \"%s\"" % secrets.token_urlsafe(32))' > secrets.toml)
+fi
 
 $NL subscribers import demo/subscribers.csv
 $NL sink --port "$PORT" --out outbox &
@@ -36,3 +37,4 @@ wait "$sink" || true
 trap - EXIT
 echo
 echo "Delivered through real SMTP: $(ls outbox/*.eml | wc -l) message(s) in outbox/ (open any .eml in a mail client)."
+echo "Next: .venv/bin/newsletter serve   # the signup form and the archive on http://127.0.0.1:8000/"
