@@ -12,12 +12,12 @@ from pydantic import AfterValidator, BaseModel
 
 # C0 and C1 controls and the Unicode line/paragraph separators: all of them
 # can break a mail header, and none belongs in a single line of text.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _single_line(value: str) -> str:
     # Anything that may reach a mail header must never carry CR/LF.
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ValueError(
             "contains a line break or control character; expected a single line of text"
         )
@@ -26,7 +26,7 @@ def _single_line(value: str) -> str:
 
 def _web_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or _CONTROL.search(value):
+    if parts.scheme not in ("http", "https") or not parts.netloc or CONTROL.search(value):
         raise ValueError(f"{value!r} is not a web address; expected a full URL like https://…")
     if " " in value:
         raise ValueError(f"{value!r} contains a space; expected a URL with spaces as %20")

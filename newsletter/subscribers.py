@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
+from newsletter.fields import CONTROL
 from newsletter.models import Delivery, Erased, Status, Subscriber, utcnow
 
 MAX_NAME = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CHUNK = 500  # addresses per IN (...) lookup during an import
 
 
@@ -35,7 +34,7 @@ class SubscriberError(NewsletterError):
 def normalize_email(raw: str) -> str:
     """A valid, normalized, lower-cased address, or SubscriberError saying why not."""
     value = raw.strip()
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise SubscriberError(f"{value!r}: contains a control character; expected name@example.com")
     try:
         checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
@@ -47,7 +46,7 @@ def normalize_email(raw: str) -> str:
 
 
 def clean_name(raw: str | None) -> str:
-    if raw and _CONTROL.search(raw):
+    if raw and CONTROL.search(raw):
         # A name reaches the To: header; a line break there could inject headers.
         raise SubscriberError(
             f"name {raw!r}: contains a line break or control character; remove it"

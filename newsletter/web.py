@@ -10,7 +10,6 @@ every field is length-bounded and free of control characters.
 from __future__ import annotations
 
 import logging
-import re
 from xml.etree import ElementTree as ET
 
 from fastapi import BackgroundTasks, FastAPI, Request
@@ -25,13 +24,13 @@ from starlette.exceptions import HTTPException
 
 from newsletter import db, emails, render, signup
 from newsletter.config import Config
+from newsletter.fields import CONTROL
 from newsletter.models import SendState
 from newsletter.store import Store
 from newsletter.subscribers import SubscriberError, normalize_email
 from newsletter.tokens import Signer, TokenError, TokenExpired, secret_of
 
 log = logging.getLogger("newsletter.web")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 LIMITS = {"email": 254, "name": 100, "website": 200}
 INBOX = {
     "heading": "Check your inbox",
@@ -330,7 +329,7 @@ def _problem(fields: dict[str, str]) -> str | None:
         value = fields.get(name, "")
         if len(value) > limit:
             return f"The {name} is too long (at most {limit} characters)."
-        if name != "website" and _CONTROL.search(value):
+        if name != "website" and CONTROL.search(value):
             return f"The {name} holds a line break or control character; please remove it."
     return None
 
