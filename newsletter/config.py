@@ -72,6 +72,16 @@ class SenderSection(_Section):
     from_address: EmailStr = Field(description="every message needs a From address")
     reply_to: EmailStr | None = None
 
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _ascii(cls, value: str | None) -> str | None:
+        if value is not None and not value.isascii():
+            raise ValueError(
+                f"{value!r} is not plain ASCII; write an international domain in its "
+                "xn-- (punycode) form"
+            )
+        return value
+
 
 class Link(_Section):
     label: OneLine = Field(min_length=1, max_length=80)

@@ -130,7 +130,7 @@ class MessageFactory:
         unsubscribe = self.unsubscribe_url(r)
         who = name or self.prepared.fallback_name
         values = {
-            "to": (formataddr((name, email), charset="utf-8") if name else email).encode(),
+            "to": _to_header(name, email),
             "message_id": message_id.encode(),
             "list_unsubscribe": unsubscribe.encode(),
             "html:name": _qp_value(html.escape(who)),
@@ -220,6 +220,17 @@ class MessageFactory:
         return signature + message
 
 
+def _to_header(name: str, email: str) -> bytes:
+    if not name:
+        return email.encode()
+    if name.isascii() or len(name.encode()) <= 40:
+        return formataddr((name, email), charset="utf-8").encode()
+    # A long non-ASCII name needs several RFC 2047 encoded words on folded lines;
+    # rare enough to leave to the stdlib.
+    folded = SMTP.fold("To", str(Address(name, addr_spec=email)))
+    return folded.removeprefix("To: ").removesuffix("\r\n").encode()
+
+
 def _qp_value(value: str) -> bytes:
     # Each value sits on lines of its own between soft breaks, so it can never
     # make a neighbouring line too long, and the decoded text is unchanged.
@@ -253,6 +264,12 @@ def _load_dkim(config: Config) -> tuple[bytes, bytes, bytes] | None:
         key = path.read_bytes()
     except OSError as exc:
         raise MessageError(f"dkim.key_file: {path} cannot be read ({exc.strerror})") from None
-    if b"PRIVATE KEY" not in key:
-        raise MessageError(f"dkim.key_file: {path} is not a PEM private key")
+    import dkim.crypto
+
+    try:
+        dkim.crypto.parse_pem_private_key(key)
+    except Exception:  # dkimpy raises several kinds; any of them means unusable
+        raise MessageError(
+            f"dkim.key_file: {path} is not an unencrypted PEM private key dkimpy can use"
+        ) from None
     return settings.selector.encode(), settings.domain.encode(), key

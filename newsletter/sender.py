@@ -12,18 +12,28 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from newsletter.config import SmtpSection
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageFactory, Recipient
+from newsletter.message import MessageError, MessageFactory, Recipient
 from newsletter.models import DeliveryState
 from newsletter.store import Outcome, Pending, SendInfo, Store
 from newsletter.transport import AuthError, Connection, Reply, TransportError
 
 FLUSH_EVERY = 500  # outcomes per database transaction
 FLUSH_INTERVAL = 0.25  # seconds
+IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
+log = logging.getLogger("newsletter.sender")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 class SendPaused(NewsletterError):
@@ -92,12 +102,21 @@ class Sender:
         flusher = asyncio.create_task(self._flusher())
         try:
             await self._produce(queue, stop)
+        except SQLAlchemyError as exc:
+            self._pause(f"cannot read the delivery log ({_first_line(exc)})")
         finally:
             for _ in workers:
                 await queue.put(None)
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*workers)
             flusher.cancel()
             self._flush()
+        if self._outcomes:
+            # The server took these but the log could not say so: a resume sends
+            # them again, with the same Message-ID.
+            self.report.paused = (
+                f"{self.report.paused}; {len(self._outcomes)} result(s) could not be recorded "
+                "and will be sent again on resume"
+            )
         self.report.stopped = stop.is_set() and not self.report.paused
         return self.report
 
@@ -126,30 +145,48 @@ class Sender:
 
     async def _worker(self, queue: asyncio.Queue, stop: asyncio.Event) -> None:
         connection: Connection | None = None
+        used = 0.0
         while (item := await queue.get()) is not None:
             if self._halted(stop):
                 self._outstanding -= 1  # left pending for the next run
                 continue
-            if connection is None:
-                connection = await self._open()
-                if connection is None:
-                    self._retry(item, f"connection failed: {self._last_error}")
-                    continue
-            await self.pacer.wait()
-            recipient = Recipient(item.subscriber_id, item.email, item.name)
-            data, message_id = self.factory.build_with_id(recipient)
             try:
-                stage, reply = await connection.send(self.factory.sender, item.email, data)
-            except TransportError as exc:
-                connection = None
-                self._connection_failed(str(exc))
-                self._retry(item, str(exc))
-                continue
-            self._classify(item, stage, reply, message_id)
+                connection, used = await self._deliver(item, connection, used)
+            except Exception as exc:  # never hang and never lose a delivery over a surprise
+                log.exception("unexpected error sending to %s", item.email)
+                self._outstanding -= 1  # left pending for the next run
+                self._pause(f"unexpected error ({exc.__class__.__name__}: {exc})")
         if connection is not None:
             await connection.close()
 
-    _last_error = ""
+    async def _deliver(
+        self, item: Pending, connection: Connection | None, used: float
+    ) -> tuple[Connection | None, float]:
+        loop = asyncio.get_running_loop()
+        if connection is not None and loop.time() - used > IDLE_REOPEN:
+            await connection.close()  # servers drop idle clients; reopening costs no attempt
+            connection = None
+        if connection is None:
+            connection = await self._open()
+            if connection is None:
+                self._requeue(item)  # the server's trouble, not this subscriber's: no attempt
+                return None, 0.0
+        try:
+            data, message_id = self.factory.build_with_id(
+                Recipient(item.subscriber_id, item.email, item.name)
+            )
+        except (MessageError, UnicodeError, ValueError) as exc:
+            self._done(item, DeliveryState.failed, item.attempts, f"not sent: {exc}", "")
+            return connection, used
+        await self.pacer.wait()
+        try:
+            stage, reply = await connection.send(self.factory.sender, item.email, data)
+        except TransportError as exc:
+            self._connection_failed(str(exc))
+            self._retry(item, str(exc))  # it may be this message the server chokes on
+            return None, 0.0
+        self._classify(item, stage, reply, message_id)
+        return connection, loop.time()
 
     async def _open(self) -> Connection | None:
         connection = self.connect()
@@ -159,11 +196,14 @@ class Sender:
         except AuthError as exc:
             self._pause(str(exc))
         except TransportError as exc:
-            self._last_error = str(exc)
             self._connection_failed(str(exc))
             # Back off before the next attempt, longer the more failures in a row.
             await asyncio.sleep(min(0.05 * 2**self._failures_in_a_row, 5.0))
         return None
+
+    def _requeue(self, item: Pending) -> None:
+        due = asyncio.get_running_loop().time() + min(0.05 * 2**self._failures_in_a_row, 5.0)
+        heapq.heappush(self._retries, (due, next(self._tiebreak), item))
 
     def _connection_failed(self, reason: str) -> None:
         self._failures_in_a_row += 1
@@ -227,9 +267,15 @@ class Sender:
 
     def _flush(self) -> None:
         batch, self._outcomes = self._outcomes, []
-        if batch:
+        if not batch:
+            return
+        try:
             self.store.record(batch)
-            self.on_progress(sum(o.state != DeliveryState.pending for o in batch))
+        except SQLAlchemyError as exc:
+            self._outcomes[:0] = batch  # kept, to be written by the next flush
+            self._pause(f"cannot write the delivery log ({_first_line(exc)})")
+            return
+        self.on_progress(sum(o.state != DeliveryState.pending for o in batch))
 
 
 async def send_test(factory: MessageFactory, smtp: SmtpSection, address: str) -> Reply:

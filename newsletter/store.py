@@ -10,18 +10,26 @@ took (it is sent again, with the same Message-ID), never skip anyone.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, func, insert, literal, select, update
+from sqlalchemy import Engine, bindparam, func, insert, literal, select, text, update
 
 from newsletter import db, slots
+from newsletter.errors import NewsletterError
 from newsletter.message import Recipient
 from newsletter.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
 from newsletter.models import utcnow as _now
 from newsletter.render import PreparedIssue
 from newsletter.slots import SlotTemplate
 from newsletter.subscribers import mark_bounced
+
+
+class SendBusy(NewsletterError):
+    """Another process is sending this issue right now."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,9 @@ class Store:
                     Delivery.name,
                     Delivery.attempts,
                 )
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                # Whoever unsubscribed or bounced since the send started is skipped.
+                .where(Subscriber.status == Status.active)
                 .where(
                     Delivery.send_id == send_id,
                     Delivery.state == DeliveryState.pending,
@@ -184,6 +195,57 @@ class Store:
         with db.session(self.engine) as s:
             s.connection().execute(statement, params)
             mark_bounced(s, bounced, self.bounce_limit)
+
+    def drop_departed(self, send_id: int) -> int:
+        """Close the pending deliveries of people who left since the send started."""
+        with db.session(self.engine) as s:
+            result = s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.send_id == send_id,
+                    Delivery.state == DeliveryState.pending,
+                    Delivery.subscriber_id.in_(
+                        select(Subscriber.id).where(Subscriber.status != Status.active)
+                    ),
+                )
+                .values(
+                    state=DeliveryState.failed,
+                    last_reply="not sent: unsubscribed or bounced after the send started",
+                )
+            )
+            return result.rowcount
+
+    @contextmanager
+    def exclusive(self, slug: str):
+        """One sender per issue: a second `newsletter send` of it is refused, since
+        two would walk the same pending deliveries."""
+        busy = SendBusy(
+            f"{slug}: another 'newsletter send' of this issue is running; let it finish "
+            "(or stop it with Ctrl-C), then run this again"
+        )
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:8], "big") >> 1
+            with self.engine.connect() as conn:
+                if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                    raise busy
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}-send-{slug}.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def finish(self, send_id: int, state: SendState) -> None:
         with db.session(self.engine) as s:

@@ -42,7 +42,9 @@ def normalize_email(raw: str) -> str:
         raise SubscriberError(
             f"{value!r} is not a valid email address ({exc}); expected name@example.com"
         ) from None
-    return checked.normalized.lower()
+    # The ASCII form (punycode for international domains) is what SMTP and mail
+    # headers carry without the SMTPUTF8 extension.
+    return (checked.ascii_email or checked.normalized).lower()
 
 
 def clean_name(raw: str | None) -> str:

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 
 from newsletter.config import SmtpSection
 
+FINAL_REPLY_TIMEOUT = 600.0
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+
 
 class TransportError(Exception):
     """The connection failed, dropped, or the server said 421 (closing)."""
@@ -73,11 +79,12 @@ class Connection:
                     await self._login(
                         s.username, s.password.get_secret_value() if s.password else ""
                     )
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, UnicodeError) as exc:
             await self.close()
-            raise TransportError(
-                f"cannot connect to {s.host}:{s.port} ({exc or 'timeout'})"
-            ) from None
+            raise TransportError(f"cannot connect to {s.host}:{s.port} ({_why(exc)})") from None
+        except TransportError:
+            await self.close()
+            raise
 
     async def send(self, sender: str, recipient: str, data: bytes) -> tuple[str, Reply]:
         """One message. Returns (stage, reply): stage is "rcpt" when the server refused
@@ -91,38 +98,43 @@ class Connection:
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._transaction(sender, recipient, data)
+            return await self._transaction(sender, recipient, data)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             await self.close()
-            raise TransportError(f"connection lost ({exc or 'timeout'})") from None
+            raise TransportError(f"connection lost ({_why(exc)})") from None
+        except TransportError:
+            await self.close()  # a 421 or a garbled reply: this connection is done
+            raise
 
     async def _transaction(self, sender: str, recipient: str, data: bytes) -> tuple[str, Reply]:
         envelope = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
-        if self.pipelining:
-            self._write("".join(f"{line}\r\n" for line in envelope).encode())
-            mail, rcpt, ready = (await self._reply(), await self._reply(), await self._reply())
-        else:
-            mail = await self._command(envelope[0])
-            rcpt = await self._command(envelope[1]) if mail.ok else mail
-            ready = await self._command("DATA") if rcpt.ok else rcpt
-        for reply in (mail, rcpt, ready):
-            if reply.code == 421:
-                raise TransportError(f"server closing: {reply}")
-        if ready.code != 354:
-            if self.pipelining and ready.code == 354:
-                pass
-            await self._command("RSET")
-            stage, reply = ("mail", mail) if not mail.ok else ("rcpt", rcpt)
-            return (stage, reply) if not (mail.ok and rcpt.ok) else ("data", ready)
-        if not (mail.ok and rcpt.ok):  # a server that said 354 anyway: end the empty data
-            self._write(b".\r\n")
-            await self._reply()
-            await self._command("RSET")
-            return ("mail", mail) if not mail.ok else ("rcpt", rcpt)
-        self._write(data + b".\r\n")
-        await self._writer.drain()
-        final = await self._reply()
+        async with asyncio.timeout(self.settings.timeout):
+            if self.pipelining:
+                self._write("".join(f"{line}\r\n" for line in envelope).encode())
+                mail, rcpt, ready = (await self._reply(), await self._reply(), await self._reply())
+            else:
+                mail = await self._command(envelope[0])
+                rcpt = await self._command(envelope[1]) if mail.ok else mail
+                ready = await self._command("DATA") if rcpt.ok else rcpt
+            for reply in (mail, rcpt, ready):
+                if reply.code == 421:
+                    raise TransportError(f"server closing: {reply}")
+            if ready.code != 354:
+                await self._command("RSET")
+                if not mail.ok:
+                    return "mail", mail
+                return ("rcpt", rcpt) if not rcpt.ok else ("data", ready)
+            if not (mail.ok and rcpt.ok):  # a server that said 354 anyway: end the empty data
+                self._write(b".\r\n")
+                await self._reply()
+                await self._command("RSET")
+                return ("mail", mail) if not mail.ok else ("rcpt", rcpt)
+        # RFC 5321 4.5.3.2.6 allows ten minutes for the reply to the final dot: giving
+        # up sooner would resend a message the server may be busy accepting.
+        async with asyncio.timeout(max(self.settings.timeout, FINAL_REPLY_TIMEOUT)):
+            self._write(data + b".\r\n")
+            await self._writer.drain()
+            final = await self._reply()
         if final.code == 421:
             raise TransportError(f"server closing: {final}")
         return "data", final

@@ -116,7 +116,7 @@ def test_server_that_keeps_refusing_pauses_the_send_and_it_resumes(cli, folder, 
     result = cli("send", ISSUE, "--yes")
     assert result.exit_code == 1
     assert "error: send paused: 3 connection failures in a row" in result.stderr
-    assert "run 'newsletter send" in result.stderr and "again to resume" in result.stderr
+    assert "Run 'newsletter send" in result.stderr and "again to resume" in result.stderr
     assert {s for s, _, _ in deliveries(folder).values()} == {"pending"}
     assert "paused" in cli("status").output
     with SmtpServer(port) as server:

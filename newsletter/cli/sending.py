@@ -65,6 +65,8 @@ def send(
             details=[f"{f.where}: {f.message}" for f in errors],
         )
     signer = Signer(secret_of(settings))
+    if test_to and dry_run:
+        raise SendPaused("--dry-run and --test-to: choose one (a test copy is a real send)")
     if test_to:
         address = normalize_email(test_to)
         factory = MessageFactory(prepared, settings, signer, test=True)
@@ -81,45 +83,60 @@ def send(
         typer.echo(f"{prepared.slug}: already sent ({existing.finished_at:%Y-%m-%d %H:%M}).")
         typer.echo(f"See: newsletter status {prepared.slug}")
         return
-    smtp = settings.smtp
-    if existing:
-        left = existing.total - sum(
-            n for s, n in store.counts(existing.id).items() if s != DeliveryState.pending
-        )
-        question = f"Resume '{existing.subject}': {left} of {existing.total} still to send"
-    else:
-        left = store.active_count()
-        question = f"Send '{prepared.subject}' to {left} active subscriber(s)"
-    where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
     if dry_run:
         _dry_run(store, prepared, settings, signer, existing)
         return
+    with store.exclusive(prepared.slug):
+        _send(store, prepared, existing, settings, signer, issue, yes)
+
+
+def _send(store, prepared, existing, settings, signer, issue, yes) -> None:
+    smtp = settings.smtp
+    if existing:
+        store.drop_departed(existing.id)
+        left = store.counts(existing.id)[DeliveryState.pending]
+        question = f"Resume '{existing.subject}': {left} of {existing.total} still to send"
+    else:
+        left = store.active_count()
+        if left == 0:
+            raise SendPaused(
+                "not sent: there are no active subscribers; add some with 'newsletter "
+                "subscribers add' or 'import' (or check [database] url)"
+            )
+        question = f"Send '{prepared.subject}' to {left} active subscriber(s)"
+    where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
     typer.echo(f"{question} {where}.")
     if not yes and not typer.confirm("Send now?", default=False):
         typer.echo("Not sent.")
         raise typer.Exit(1)
     info = store.start(prepared)
     factory = MessageFactory(info.prepared, settings, signer)
-    report = _run_with_progress(store, info, factory, settings.smtp, info.total - left)
+    resume = f"Run 'newsletter send {issue}' again to resume"
+    try:
+        report = _run_with_progress(store, info, factory, smtp, info.total - left)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Stopped at once. {resume}; a message in flight at that moment may arrive "
+            "twice, with the same Message-ID.",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    store.drop_departed(info.id)
     counts = store.counts(info.id)
     if report.paused:
         store.finish(info.id, SendState.paused)
         raise SendPaused(
-            f"send paused: {report.paused}; fix the cause, then run 'newsletter send "
-            f"{issue}' again to resume (nobody gets it twice)"
+            f"send paused: {report.paused}; fix the cause. {resume} (nobody gets it twice)."
         )
-    if report.stopped:
-        typer.echo(
-            f"Stopped: {counts[DeliveryState.sent]} sent, {counts[DeliveryState.pending]} to go. "
-            f"Run 'newsletter send {issue}' again to resume."
-        )
-        raise typer.Exit(130)
-    if counts[DeliveryState.pending] == 0:
-        store.finish(info.id, SendState.done)
-    typer.echo(
-        f"Done: {counts[DeliveryState.sent]} sent, {counts[DeliveryState.bounced]} bounced, "
-        f"{counts[DeliveryState.failed]} failed. Details: newsletter status {info.slug}"
+    summary = (
+        f"{counts[DeliveryState.sent]} sent, {counts[DeliveryState.bounced]} bounced, "
+        f"{counts[DeliveryState.failed]} failed"
     )
+    if report.stopped or counts[DeliveryState.pending]:
+        typer.echo(f"Stopped: {summary}, {counts[DeliveryState.pending]} to go. {resume}.")
+        raise typer.Exit(130 if report.stopped else 1)
+    store.finish(info.id, SendState.done)
+    typer.echo(f"Done: {summary}. Details: newsletter status {info.slug}")
 
 
 def _run_with_progress(store, info, factory, smtp, already: int):
@@ -145,10 +162,17 @@ def _run_with_progress(store, info, factory, smtp, already: int):
         async def main():
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-            # Ctrl-C: finish the messages in flight, record them, then stop.
+
+            def first_interrupt(number: int) -> None:
+                # Ctrl-C: finish the messages in flight, record them, then stop; a
+                # second Ctrl-C stops at once (KeyboardInterrupt).
+                stop.set()
+                loop.remove_signal_handler(number)
+                console.print("Stopping after the messages in flight (Ctrl-C again: at once)…")
+
             for number in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
-                    loop.add_signal_handler(number, stop.set)  # main thread only
+                    loop.add_signal_handler(number, first_interrupt, number)  # main thread only
             sender = Sender(store, info, factory, smtp, on_progress=on_progress)
             return await sender.run(stop)
 
