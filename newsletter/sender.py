@@ -109,7 +109,11 @@ class Sender:
                 await queue.put(None)
             await asyncio.gather(*workers)
             flusher.cancel()
-            self._flush()
+            for wait in (0.0, 0.5, 1.0, 2.0):  # a database locked for a moment gets a few tries
+                await asyncio.sleep(wait)
+                self._flush()
+                if not self._outcomes:
+                    break
         if self._outcomes:
             # The server took these but the log could not say so: a resume sends
             # them again, with the same Message-ID.

@@ -248,3 +248,132 @@ def test_sink_keeps_each_message_as_an_eml_file(tmp_path):
     (eml,) = (tmp_path / "box").glob("*.eml")
     assert b"Subject: hi" in eml.read_bytes()
     assert "Sink stopped: 1 message(s) in box/." in err
+
+
+def test_a_message_that_cannot_be_built_fails_alone(cli, folder, sending):
+    engine = db.connect(load_config(folder / "newsletter.toml", environ={}))
+    with db.session(engine) as s:  # a name that slipped past validation (an old import, say)
+        s.execute(
+            Subscriber.__table__.update()
+            .where(Subscriber.email == "bo@example.com")
+            .values(name="Bo\r\nBcc: victim@example.com")
+        )
+    result = cli("send", ISSUE, "--yes")
+    assert "Done: 2 sent, 0 bounced, 1 failed." in result.output
+    state, _, reply = deliveries(folder)["bo@example.com"]
+    assert state == "failed" and reply.startswith("not sent: name:")
+    assert "victim@example.com" not in {r.rcpt for r in sending.handler.received}
+
+
+def test_a_surprise_error_pauses_the_send_instead_of_hanging(cli, folder, sending, monkeypatch):
+    from newsletter import message
+
+    def explode(self, recipient):
+        raise RuntimeError("surprise")
+
+    monkeypatch.setattr(message.MessageFactory, "build_with_id", explode)
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert "send paused: unexpected error (RuntimeError: surprise)" in result.stderr
+    assert {s for s, _, _ in deliveries(folder).values()} == {"pending"}
+
+
+def test_a_failed_log_write_pauses_and_loses_nothing(folder, sending):
+    from sqlalchemy.exc import OperationalError
+
+    config = load_config(folder / "newsletter.toml", environ={})
+    store = Store(db.connect(config))
+
+    class Flaky(Store):
+        failures = 1
+
+        def record(self, outcomes):
+            if self.failures:
+                self.failures -= 1
+                raise OperationalError("UPDATE", {}, Exception("database is locked"))
+            super().record(outcomes)
+
+    flaky = Flaky(store.engine)
+    info = flaky.start(prepare(load_issue(folder / ISSUE), config))
+    factory = MessageFactory(info.prepared, config, Signer(secret_of(config)))
+    report = asyncio.run(Sender(flaky, info, factory, config.smtp).run())
+    assert "cannot write the delivery log (database is locked)" in report.paused
+    recorded = deliveries(folder)
+    sent_now = {r.rcpt for r in sending.handler.received}
+    # Every message the server took is recorded as sent: the failed batch was kept.
+    assert {e for e, (s, _, _) in recorded.items() if s == "sent"} == sent_now
+
+
+def test_a_second_send_of_the_same_issue_is_refused(cli, folder, sending):
+    config = load_config(folder / "newsletter.toml", environ={})
+    store = Store(db.connect(config))
+    with store.exclusive(SLUG):
+        result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert "another 'newsletter send' of this issue is running" in result.stderr
+    assert sending.handler.received == []
+
+
+def test_who_unsubscribes_during_a_pause_is_skipped_on_resume(cli, folder, sending):
+    port = free_port()
+    use_smtp(folder, port)
+    assert cli("send", ISSUE, "--yes").exit_code == 1  # paused: nothing listens
+    assert {a for _, a, _ in deliveries(folder).values()} == {0}  # no attempt charged
+    cli("subscribers", "remove", "bo@example.com")
+    with SmtpServer(port) as server:
+        result = cli("send", ISSUE, "--yes")
+        assert "Done: 2 sent, 0 bounced, 1 failed." in result.output, result.output
+        assert sorted(server.handler.by_rcpt()) == ["ana@example.com", "cy@example.com"]
+    assert deliveries(folder)["bo@example.com"][2].startswith("not sent: unsubscribed")
+
+
+def test_an_empty_list_is_not_marked_sent(cli, folder, smtp):
+    use_smtp(folder, smtp.port)
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 1
+    assert "not sent: there are no active subscribers" in result.stderr
+    assert cli("status").output == "Nothing sent yet.\n"
+
+
+def test_dry_run_and_test_copy_together_are_refused(cli, sending):
+    result = cli("send", ISSUE, "--dry-run", "--test-to", "me@example.com")
+    assert result.exit_code == 1 and "choose one" in result.stderr
+    assert sending.handler.received == []
+
+
+def test_international_domain_is_stored_and_sent_as_punycode(cli, folder, sending):
+    assert cli("subscribers", "add", "leser@bücher.de").output == "Added leser@xn--bcher-kva.de.\n"
+    assert cli("send", ISSUE, "--yes").exit_code == 0
+    assert "leser@xn--bcher-kva.de" in sending.handler.by_rcpt()
+
+
+def test_ctrl_c_stops_after_messages_in_flight_and_resume_finishes(cli, folder, smtp):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    use_smtp(folder, smtp.port, rate=150)
+    (folder / "list.csv").write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(600)))
+    cli("subscribers", "import", "list.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    command = [sys.executable, "-m", "newsletter", "send", ISSUE, "--yes"]
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while len(smtp.handler.received) < 100:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "to go. Run 'newsletter send" in out
+    resumed = subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    by_rcpt = smtp.handler.by_rcpt()
+    assert len(by_rcpt) == 600
+    assert all(len(copies) == 1 for copies in by_rcpt.values())  # a clean stop: no repeats
