@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,9 +143,12 @@ def remove(session: Session, email: str) -> Subscriber:
     subscriber = find(session, email)
     if subscriber is None:
         raise SubscriberError(f"{normalize_email(email)}: is not on the list")
-    if subscriber.status != Status.unsubscribed:
-        subscriber.status = Status.unsubscribed
-        subscriber.unsubscribed_at = utcnow()
+    if subscriber.status in (Status.unsubscribed, Status.bounced):
+        raise SubscriberError(
+            f"{subscriber.email}: is {subscriber.status.value} already; nothing to do"
+        )
+    subscriber.status = Status.unsubscribed
+    subscriber.unsubscribed_at = utcnow()
     return subscriber
 
 
@@ -173,25 +178,24 @@ class ImportReport:
 
 
 def import_csv(session: Session, path: Path) -> ImportReport:
-    """Import valid rows in one transaction; report each invalid row by line."""
+    """Import valid rows in one transaction, streamed in chunks (memory stays flat);
+    report each invalid row by its line."""
     report = ImportReport()
-    rows = _read_rows(path, report)
     now = utcnow()
-    new: list[dict] = []
-    addresses = list(rows)
-    for start in range(0, len(addresses), _CHUNK):
-        chunk = addresses[start : start + _CHUNK]
+    rows = _rows(path, report)
+    while chunk := list(itertools.islice(rows, _CHUNK)):
+        addresses = [address for address, _, _ in chunk]
         existing = {
             s.email: s
-            for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(chunk)))
+            for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(addresses)))
         }
         erased = set(
             session.scalars(
-                select(Erased.email_hash).where(Erased.email_hash.in_(map(email_hash, chunk)))
+                select(Erased.email_hash).where(Erased.email_hash.in_(map(email_hash, addresses)))
             )
         )
-        for address in chunk:
-            name, status = rows[address]
+        new = []
+        for address, name, status in chunk:
             current = existing.get(address)
             if current is None and email_hash(address) in erased:
                 report.kept_unsubscribed += 1  # erased on request: never re-added
@@ -199,34 +203,39 @@ def import_csv(session: Session, path: Path) -> ImportReport:
                 new.append(_new_row(address, name, status or Status.active, now, path))
             else:
                 _merge(current, name, status, report, now)
-    if new:
-        session.execute(insert(Subscriber), new)
-    report.added = len(new)
+        if new:
+            session.execute(insert(Subscriber), new)
+        report.added += len(new)
+        session.flush()
+        session.expunge_all()  # let the chunk's objects go
     return report
 
 
-def _read_rows(path: Path, report: ImportReport) -> dict[str, tuple[str, Status | None]]:
+def _rows(path: Path, report: ImportReport) -> Iterator[tuple[str, str, Status | None]]:
+    """Valid (address, name, status) rows; invalid ones go to report.errors."""
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = path.open("rb")
     except OSError as exc:
         raise SubscriberError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
-    rows: dict[str, tuple[str, Status | None]] = {}
     first_line: dict[str, int] = {}
     with handle:
-        reader = csv.DictReader(handle)
+        reader = csv.reader(_text_lines(path, handle), strict=True)
+        line = 1
         try:
-            fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
-        except UnicodeDecodeError:
-            raise SubscriberError(f"{path}: is not UTF-8 text; save it as UTF-8 CSV") from None
-        if "email" not in fields:
-            raise SubscriberError(
-                f"{path}:1: no 'email' column in the header row; expected a header like "
-                "email,name,status"
-            )
-        reader.fieldnames = fields
-        try:
-            for row in reader:
-                line = reader.line_num
+            header = [(f or "").strip().lower() for f in next(reader, [])]
+            if "email" not in header:
+                raise SubscriberError(
+                    f"{path}:1: no 'email' column in the header row; expected a header like "
+                    "email,name,status"
+                )
+            while True:
+                line = reader.line_num + 1  # where the record starts
+                values = next(reader, None)
+                if values is None:
+                    break
+                if not any(v.strip() for v in values):
+                    continue
+                row = dict(zip(header, values, strict=False))
                 try:
                     address = normalize_email(row.get("email") or "")
                     name = clean_name(row.get("name"))
@@ -234,23 +243,29 @@ def _read_rows(path: Path, report: ImportReport) -> dict[str, tuple[str, Status 
                 except SubscriberError as exc:
                     report.errors.append(f"{path}:{line}: {exc}")
                     continue
-                if address in rows:
+                if address in first_line:
                     report.errors.append(
                         f"{path}:{line}: {address}: repeats line {first_line[address]}; "
                         "keep one row per address"
                     )
                     continue
-                rows[address] = (name, status)
                 first_line[address] = line
-        except UnicodeDecodeError:
-            raise SubscriberError(
-                f"{path}:{reader.line_num + 1}: is not UTF-8 text; save the file as UTF-8 CSV"
-            ) from None
+                yield address, name, status
         except csv.Error as exc:
             raise SubscriberError(
-                f"{path}:{reader.line_num}: CSV error ({exc}); fix the row"
+                f"{path}:{line}: CSV error ({exc}); fix the row that starts here"
             ) from None
-    return rows
+
+
+def _text_lines(path: Path, handle) -> Iterator[str]:
+    for number, raw in enumerate(handle, 1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise SubscriberError(
+                f"{path}:{number}: is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the "
+                "file as UTF-8 CSV"
+            ) from None
 
 
 def _new_row(address: str, name: str, status: Status, now: dt.datetime, path: Path) -> dict:
@@ -291,23 +306,32 @@ def _merge(
 
 
 def export_csv(session: Session, path: Path, status: Status | None = None) -> int:
-    """Write email,name,status,created_at; returns how many rows."""
-    count = 0
+    """Write email,name,status,created_at to `path` ('-': standard output); returns
+    how many rows. A file is written whole or not at all."""
+    if str(path) == "-":
+        return _write_csv(session, sys.stdout, status)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["email", "name", "status", "created_at"])
-        for subscriber in iterate(session, status):
-            writer.writerow(
-                [
-                    subscriber.email,
-                    subscriber.name,
-                    subscriber.status.value,
-                    subscriber.created_at.isoformat() if subscriber.created_at else "",
-                ]
-            )
-            count += 1
-    tmp.replace(path)  # never a half-written export
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            count = _write_csv(session, handle, status)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SubscriberError(
+            f"{path}: cannot be written ({exc.strerror}); choose a file in a folder you can "
+            "write to"
+        ) from None
+    return count
+
+
+def _write_csv(session: Session, handle, status: Status | None) -> int:
+    count = 0
+    writer = csv.writer(handle)
+    writer.writerow(["email", "name", "status", "created_at"])
+    for subscriber in iterate(session, status):
+        created = subscriber.created_at.isoformat() if subscriber.created_at else ""
+        writer.writerow([subscriber.email, subscriber.name, subscriber.status.value, created])
+        count += 1
     return count
 
 

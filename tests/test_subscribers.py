@@ -171,3 +171,40 @@ def test_unreachable_database_is_a_message(cli, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("error: database.url: cannot open the database (")
     assert "check the URL and that the server is running" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name\nAna\n", "list.csv:1: no 'email' column in the header row"),
+        (
+            b"email\n" + b"a@example.com\n" * 0 + b"ok@example.com\ncaf\xe9@example.com\n",
+            "list.csv:3: is not UTF-8 text (byte 0xe9); save the file as UTF-8 CSV",
+        ),
+        (b'email,name\na@example.com,"Ana\nb@example.com,Bo\n', "list.csv:2: CSV error"),
+        (b"email,name\na@example.com," + b"x" * 200_000 + b"\n", "list.csv:2: CSV error"),
+    ],
+    ids=["no-email-column", "latin1-byte", "unclosed-quote", "huge-field"],
+)
+def test_broken_csv_files_are_refused_whole_with_their_line(cli, folder, content, message):
+    (folder / "list.csv").write_bytes(content)
+    result = cli("subscribers", "import", "list.csv")
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "total         0" in cli("subscribers", "count").output  # nothing half-imported
+
+
+def test_export_to_stdout_and_to_an_unwritable_place(cli, folder):
+    cli("subscribers", "add", "ana@example.com")
+    assert "ana@example.com,,active," in cli("subscribers", "export", "-").output
+    result = cli("subscribers", "export", str(folder / "missing" / "out.csv"))
+    assert result.exit_code == 1 and "cannot be written" in result.stderr
+    assert not list(folder.glob("missing*"))
+
+
+def test_removing_twice_says_so(cli):
+    cli("subscribers", "add", "ana@example.com")
+    cli("subscribers", "remove", "ana@example.com")
+    result = cli("subscribers", "remove", "ana@example.com")
+    assert result.exit_code == 1
+    assert "ana@example.com: is unsubscribed already; nothing to do" in result.stderr

@@ -35,6 +35,7 @@ from newsletter.tokens import Signer, secret_of
 from newsletter.transport import TransportError
 
 app = typer.Typer()
+PROBLEMS_SHOWN = 50
 
 
 @app.command(
@@ -229,17 +230,19 @@ def status(
     typer.echo(f"{info.slug}: {info.state.value}, started {info.started_at:%Y-%m-%d %H:%M}")
     for state, n in store.counts(info.id).items():
         typer.echo(f"  {state.value:<8} {n}")
-    problems = store.problems(info.id)
+    problems = store.problems(info.id, PROBLEMS_SHOWN)
     if problems:
         typer.echo("Not delivered (yet):")
         for email, state, attempts, reply in problems:
             typer.echo(f"  {email}  {state.value}  after {attempts} attempt(s): {reply}")
+        if len(problems) == PROBLEMS_SHOWN:
+            typer.echo(f"  (the first {PROBLEMS_SHOWN} are shown)")
 
 
 @app.command("sink", epilog="Example: newsletter sink --port 2525 --out outbox")
 @reports_errors
 def sink_(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 2525,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 2525,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     out: Annotated[Path, typer.Option(help="Folder for the .eml files.")] = Path("outbox"),
 ) -> None:

@@ -16,7 +16,7 @@ app = typer.Typer()
 @reports_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     config: ConfigOption = None,
 ) -> None:
     """Serve the public pages: signup, confirm, unsubscribe, archive, feed."""
