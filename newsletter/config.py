@@ -102,6 +102,7 @@ class SmtpSection(_Section):
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: OneLine | None = None
     password: SecretStr | None = None
+    ca_file: str | None = Field(None, description="a CA bundle to trust, for a private relay")
     timeout: float = Field(30.0, gt=0)
     connections: int = Field(4, ge=1, le=64)
     rate: float = Field(20.0, ge=0, description="messages per second in all; 0 for no limit")

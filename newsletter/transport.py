@@ -61,7 +61,13 @@ class Connection:
 
     async def open(self) -> None:
         s = self.settings
-        context = ssl.create_default_context() if s.security != "none" else None
+        context = None
+        if s.security != "none":
+            # Certificates are always verified; a private relay's CA can be added.
+            try:
+                context = ssl.create_default_context(cafile=s.ca_file)
+            except OSError as exc:
+                raise AuthError(f"smtp.ca_file: {s.ca_file} cannot be read ({_why(exc)})") from None
         try:
             async with asyncio.timeout(s.timeout):
                 self._reader, self._writer = await asyncio.open_connection(

@@ -377,3 +377,43 @@ def test_ctrl_c_stops_after_messages_in_flight_and_resume_finishes(cli, folder, 
     by_rcpt = smtp.handler.by_rcpt()
     assert len(by_rcpt) == 600
     assert all(len(copies) == 1 for copies in by_rcpt.values())  # a clean stop: no repeats
+
+
+def test_starttls_is_used_and_the_certificate_verified(cli, folder, tmp_path):
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    cli("subscribers", "add", "ana@example.com")
+    with SmtpServer(tls_context=context, require_starttls=True) as server:
+        use_smtp(folder, server.port, security='"starttls"')
+        refused = cli("send", ISSUE, "--yes")  # the self-signed certificate is not trusted
+        assert refused.exit_code == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+        use_smtp(folder, server.port, security='"starttls"', ca_file=f'"{cert}"')
+        trusted = cli("send", ISSUE, "--yes")
+        assert trusted.exit_code == 0, trusted.output
+        assert len(server.handler.received) == 1

@@ -294,3 +294,12 @@ def test_form_snippet_posts_to_the_site(cli):
     snippet = cli("form-snippet").output
     assert 'action="https://news.example.com/subscribe"' in snippet
     assert 'name="website"' in snippet and 'name="email"' in snippet
+
+
+def test_someone_who_unsubscribed_can_rejoin_through_confirmation(client, folder, cli, smtp):
+    cli("subscribers", "add", "ana@example.com")
+    cli("subscribers", "remove", "ana@example.com")
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    assert subscriber(folder, "ana@example.com").status == Status.unsubscribed  # not yet
+    assert "You're in!" in unescape(client.get(link_in(smtp.handler.received[0], "/confirm")).text)
+    assert subscriber(folder, "ana@example.com").status == Status.active
