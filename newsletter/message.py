@@ -7,7 +7,8 @@ then costs a few encodes and one join. `reference()` builds the same message
 the slow stdlib way; the tests hold the two equal once parsed.
 
 Bodies are quoted-printable: every line stays under 76 octets (far below
-SMTP's 998), and no line starts with "." so no dot-stuffing is needed.
+SMTP's 998), every line ends in CRLF and none starts with ".", so the bytes
+go on the wire as they are (the transport skips its per-message scan).
 """
 
 from __future__ import annotations

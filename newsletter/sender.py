@@ -184,7 +184,9 @@ class Sender:
             return connection, used
         await self.pacer.wait()
         try:
-            stage, reply = await connection.send(self.factory.sender, item.email, data)
+            stage, reply = await connection.send(
+                self.factory.sender, item.email, data, wire_ready=True
+            )
         except TransportError as exc:
             self._connection_failed(str(exc))
             self._retry(item, str(exc))  # it may be this message the server chokes on

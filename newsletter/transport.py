@@ -21,6 +21,17 @@ def _why(exc: BaseException) -> str:
     return str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
 
 
+def wire_format(data: bytes) -> bytes:
+    """CRLF line ends only (a bare LF is how SMTP smuggling starts), dot-stuffed,
+    ending in CRLF."""
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\n." in data or data.startswith(b"."):
+        data = data.replace(b"\n.", b"\n..")
+        data = b"." + data if data.startswith(b".") else data
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
 class TransportError(Exception):
     """The connection failed, dropped, or the server said 421 (closing)."""
 
@@ -92,17 +103,14 @@ class Connection:
             await self.close()
             raise
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> tuple[str, Reply]:
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, wire_ready: bool = False
+    ) -> tuple[str, Reply]:
         """One message. Returns (stage, reply): stage is "rcpt" when the server refused
-        the recipient, "mail" or "data" otherwise."""
-        if data.count(b"\n") != data.count(b"\r\n"):
-            # Bare LFs are how SMTP smuggling starts; only CRLF ever goes on the wire.
-            data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if b"\n." in data or data.startswith(b"."):
-            data = data.replace(b"\n.", b"\n..")  # dot-stuffing (never needed for our QP bodies)
-            data = b"." + data if data.startswith(b".") else data
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+        the recipient, "mail" or "data" otherwise. `wire_ready` data (MessageFactory's)
+        is CRLF-only with no line starting with "."; anything else is made so here."""
+        if not wire_ready:
+            data = wire_format(data)
         try:
             return await self._transaction(sender, recipient, data)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:

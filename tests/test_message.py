@@ -160,3 +160,26 @@ def test_dkim_half_configured_is_an_error(factory, folder):
     toml.write_text(toml.read_text() + '\n[dkim]\nkey_file = "dkim.pem"\n')
     with pytest.raises(MessageError, match="selector or domain is not"):
         MessageFactory(factory.prepared, load_config(toml, environ={}), Signer(SECRET))
+
+
+@pytest.mark.parametrize(
+    ("raw", "wire"),
+    [
+        (b"a\nb\r\n", b"a\r\nb\r\n"),  # a bare LF never reaches the server (SMTP smuggling)
+        (b"a\r\n.\r\n", b"a\r\n..\r\n"),  # a lone dot would end the message early
+        (b".start", b"..start\r\n"),
+        (b"plain\r\n", b"plain\r\n"),
+    ],
+)
+def test_wire_format_for_data_not_built_here(raw, wire):
+    from newsletter.transport import wire_format
+
+    assert wire_format(raw) == wire
+
+
+def test_factory_output_is_already_wire_ready(factory):
+    from newsletter.transport import wire_format
+
+    for recipient in RECIPIENTS:
+        data = factory.build(recipient)
+        assert wire_format(data) == data  # so the sender may skip the scan
