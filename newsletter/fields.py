@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel
 
 # C0 and C1 controls and the Unicode line/paragraph separators: all of them
 # can break a mail header, and none belongs in a single line of text.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _single_line(value: str) -> str:

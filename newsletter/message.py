@@ -114,7 +114,7 @@ class MessageFactory:
         return f"<{self.prepared.slug}.{digest}@{self.domain}>"
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        token = self.signer.unsubscribe_token(r.subscriber_id)
+        token = self.signer.unsubscribe_token(r.subscriber_id, r.email)
         return f"{self.base_url}/unsubscribe?token={token}"
 
     def _mailto(self) -> str:

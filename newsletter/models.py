@@ -81,6 +81,7 @@ class Subscriber(Base):
     signup_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     signup_ip: Mapped[str | None] = mapped_column(String(64))
     confirm_nonce: Mapped[str | None] = mapped_column(String(64))
+    pending_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class Erased(Base):

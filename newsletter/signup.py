@@ -32,23 +32,26 @@ class LinkUsed(TokenError):
 def subscribe(
     session: Session, email: str, name: str | None, *, ip: str, consent: str, form: str,
     signer: Signer,
+    new_link: bool = True,
 ) -> Confirmation | None:  # fmt: skip
     """Record a signup; returns the confirmation to send, or None when there is
-    nothing new to say (the address is already active)."""
+    nothing new to say (the address is already active) or no email may go out now
+    (`new_link` False: the links already sent then stay valid)."""
     address = normalize_email(email)
     name = clean_name(name)[:MAX_WEB_NAME]
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     now = utcnow()
-    if subscriber is not None and subscriber.status == Status.active:
+    if not new_link or (subscriber is not None and subscriber.status == Status.active):
         return None
     if subscriber is None:
         subscriber = Subscriber(
-            email=address, name=name, status=Status.pending, source="form", created_at=now,
+            email=address, name="", status=Status.pending, source="form", created_at=now,
             bounce_count=0,
         )  # fmt: skip
         session.add(subscriber)
-    elif not subscriber.name:
-        subscriber.name = name
+    # All of this describes the signup whose link is now the only valid one; the
+    # typed name is applied only when that link is confirmed.
+    subscriber.pending_name = name
     subscriber.signup_at = now
     subscriber.signup_ip = ip[:64]
     subscriber.consent_text = consent
@@ -71,6 +74,9 @@ def confirm(session: Session, token: str, *, signer: Signer, max_age_seconds: in
     subscriber.unsubscribed_at = None
     subscriber.bounce_count = 0
     subscriber.confirm_nonce = None
+    if subscriber.pending_name:
+        subscriber.name = subscriber.pending_name
+    subscriber.pending_name = None
     # Opting in again themselves undoes an earlier erasure's import block.
     session.execute(delete(Erased).where(Erased.email_hash == email_hash(subscriber.email)))
     return subscriber
@@ -78,7 +84,10 @@ def confirm(session: Session, token: str, *, signer: Signer, max_age_seconds: in
 
 def unsubscribe(session: Session, token: str, *, signer: Signer) -> None:
     """Idempotent: unsubscribing twice, or after being erased, is fine."""
-    subscriber = session.get(Subscriber, signer.subscriber_of(token))
-    if subscriber is not None and subscriber.status != Status.unsubscribed:
+    subscriber_id, fingerprint = signer.subscriber_of(token)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or not signer.matches(fingerprint, subscriber.email):
+        return  # erased, or the id now belongs to someone else: nothing to do
+    if subscriber.status != Status.unsubscribed:
         subscriber.status = Status.unsubscribed
         subscriber.unsubscribed_at = utcnow()

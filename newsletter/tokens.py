@@ -37,17 +37,23 @@ class Signer:
         self._unsubscribe = URLSafeSerializer(secret, salt="unsubscribe")
         self._confirm = URLSafeTimedSerializer(secret, salt="confirm")
 
-    def unsubscribe_token(self, subscriber_id: int) -> str:
-        return self._unsubscribe.dumps(subscriber_id)
+    def unsubscribe_token(self, subscriber_id: int, email: str) -> str:
+        # The address's fingerprint rides along: an id that SQLite hands out again
+        # after an erasure must not let an old link unsubscribe someone new.
+        return self._unsubscribe.dumps([subscriber_id, self.digest("address", email, size=10)])
 
-    def subscriber_of(self, token: str) -> int:
+    def subscriber_of(self, token: str) -> tuple[int, str]:
+        """(subscriber id, address fingerprint) of a genuine unsubscribe link."""
         try:
             value = self._unsubscribe.loads(token)
         except BadSignature:
             raise TokenError("this unsubscribe link is damaged or not ours") from None
-        if not isinstance(value, int):
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
             raise TokenError("this unsubscribe link is damaged or not ours")
-        return value
+        return value[0], str(value[1])
+
+    def matches(self, fingerprint: str, email: str) -> bool:
+        return hmac.compare_digest(fingerprint, self.digest("address", email, size=10))
 
     def confirm_token(self, subscriber_id: int, nonce: str) -> str:
         return self._confirm.dumps([subscriber_id, nonce])

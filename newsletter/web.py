@@ -9,10 +9,12 @@ every field is length-bounded and free of control characters.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from xml.etree import ElementTree as ET
 
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -104,7 +106,7 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
         "Referrer-Policy": "no-referrer",
     }
 
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[o.rstrip("/") for o in web.cors_origins],
@@ -135,19 +137,21 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         if exc.status_code == 404:
             return message(404, "Not found", "There is no page here.")
-        return message(exc.status_code, "Sorry", "That request did not work.")
+        response = message(exc.status_code, "Sorry", "That request did not work.")
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         return message(400, "Sorry", "That request was incomplete.")
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index():
         return page("index")
 
     @app.post("/subscribe")
-    async def subscribe(request: Request, background: BackgroundTasks):
-        wants_json = request.headers.get("content-type", "").startswith("application/json")
+    async def subscribe(request: Request):
+        wants_json = request.headers.get("content-type", "").lower().startswith("application/json")
         ip = request.client.host if request.client else "unknown"
         if not limiter.hit(per_ip, "ip", ip):
             return _too_many(wants_json)
@@ -171,6 +175,8 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
             )
         if not limiter.hit(per_address, "address", address):
             return _too_many(wants_json)
+        # Past the daily cap no email goes out, so the links already sent must stay valid.
+        may_mail = limiter.test(per_day, "confirmation", address)
         with db.session(engine) as session:
             confirmation = signup.subscribe(
                 session,
@@ -180,12 +186,12 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
                 consent=consent,
                 form=f"{base}/ (signup form)",
                 signer=signer,
+                new_link=may_mail,
             )
-        if confirmation and limiter.hit(per_day, "confirmation", address):
+        if confirmation:
+            limiter.hit(per_day, "confirmation", address)
             url = f"{base}/confirm?token={confirmation.token}"
-            background.add_task(
-                _mail, config, "confirm", address, confirm_url=url, days=web.confirm_days
-            )
+            _later(_mail(config, "confirm", address, confirm_url=url, days=web.confirm_days))
         return _inbox(wants_json)
 
     def _inbox(wants_json: bool):
@@ -199,8 +205,10 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
             return JSONResponse({"error": text_}, status_code=429, headers=headers)
         return message(429, "Slow down", text_)
 
-    @app.get("/confirm")
-    async def confirm(background: BackgroundTasks, token: str = ""):
+    token_of = signer.unsubscribe_token
+
+    @app.api_route("/confirm", methods=["GET", "HEAD"])
+    async def confirm(token: str = ""):
         try:
             with db.session(engine) as session:
                 subscriber = signup.confirm(
@@ -231,13 +239,15 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
                 form=True,
             )
         if web.welcome_email:
-            background.add_task(
-                _mail,
-                config,
-                "welcome",
-                address,
-                archive_url=f"{base}/archive",
-                unsubscribe_url=f"{base}/unsubscribe?token={signer.unsubscribe_token(subscriber_id)}",
+            unsubscribe_url = f"{base}/unsubscribe?token={token_of(subscriber_id, address)}"
+            _later(
+                _mail(
+                    config,
+                    "welcome",
+                    address,
+                    archive_url=f"{base}/archive",
+                    unsubscribe_url=unsubscribe_url,
+                )
             )
         return message(
             200,
@@ -254,7 +264,7 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
             "link at the bottom of one of your emails; it works without a login.",
         )
 
-    @app.get("/unsubscribe")
+    @app.api_route("/unsubscribe", methods=["GET", "HEAD"])
     async def unsubscribe_page(token: str = ""):
         try:
             signer.subscriber_of(token[:500])
@@ -274,25 +284,27 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
             200, "You're unsubscribed", "You will get no more issues. Sorry to see you go!"
         )
 
-    @app.get("/archive", response_class=HTMLResponse)
+    @app.api_route("/archive", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def archive():
         return page("archive", issues=_published())
 
-    @app.get("/archive/{slug}", response_class=HTMLResponse)
+    @app.api_route("/archive/{slug}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def web_version(slug: str):
         found = store.find(slug[:100])
         if found is None or found.state not in _PUBLISHED:
             return message(404, "Not found", "There is no issue here.")
         filled = found.prepared.fill(
-            name=None, unsubscribe_url=f"{base}/unsubscribe", web_url=f"{base}/archive/{slug}"
+            name=None, unsubscribe_url=f"{base}/unsubscribe", web_url=f"{base}/archive/{found.slug}"
         )
         return HTMLResponse(filled.html, headers=headers)
 
-    @app.get("/feed.xml")
+    @app.api_route("/feed.xml", methods=["GET", "HEAD"])
     async def feed():
-        return Response(_atom(config, base, _published()), media_type="application/atom+xml")
+        return Response(
+            _atom(config, base, _published()), media_type="application/atom+xml", headers=headers
+        )
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz():
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -319,8 +331,8 @@ async def _fields(request: Request, wants_json: bool) -> dict[str, str]:
             data = data if isinstance(data, dict) else {}
         else:
             data = dict(await request.form())
-    except (ValueError, UnicodeDecodeError):
-        data = {}
+    except (ValueError, UnicodeDecodeError, RecursionError, AssertionError):
+        data = {}  # malformed bodies are simply empty forms
     return {k: v if isinstance(v, str) else "" for k, v in data.items() if k in LIMITS}
 
 
@@ -332,6 +344,17 @@ def _problem(fields: dict[str, str]) -> str | None:
         if name != "website" and CONTROL.search(value):
             return f"The {name} holds a line break or control character; please remove it."
     return None
+
+
+_OUTGOING: set[asyncio.Task] = set()
+
+
+def _later(coroutine) -> None:
+    """Send after the reply, detached from the request: a reply must take as long, and
+    leave its connection as free, whether or not an email goes out."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _OUTGOING.add(task)
+    task.add_done_callback(_OUTGOING.discard)
 
 
 async def _mail(config: Config, kind: str, to: str, **context) -> None:
@@ -353,7 +376,7 @@ def _atom(config: Config, base: str, sends) -> bytes:
     ET.SubElement(feed, "link", href=f"{base}/feed.xml", rel="self")
     ET.SubElement(feed, "link", href=f"{base}/archive")
     updated = max((s.started_at for s in sends), default=None)
-    ET.SubElement(feed, "updated").text = _rfc3339(updated) if updated else ""
+    ET.SubElement(feed, "updated").text = _rfc3339(updated or dt.datetime.now(dt.UTC))
     author = ET.SubElement(feed, "author")
     ET.SubElement(author, "name").text = config.sender.from_name
     for send in sends:

@@ -17,6 +17,14 @@ app = typer.Typer()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    trust_proxy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IPS",
+            help="Comma-separated addresses of your reverse proxy, whose X-Forwarded-For "
+            "names the visitor (rate limits and the consent record use it). Default: none.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve the public pages: signup, confirm, unsubscribe, archive, feed."""
@@ -27,7 +35,16 @@ def serve(
     settings = load_config(config)
     app = create_app(settings)
     typer.echo(f"Serving {settings.newsletter.name} on http://{host}:{port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        # Without a proxy, X-Forwarded-For is whatever the visitor wants it to be.
+        proxy_headers=bool(trust_proxy),
+        forwarded_allow_ips=trust_proxy or "",
+    )
 
 
 @app.command("form-snippet", epilog="Example: newsletter form-snippet > signup.html")
