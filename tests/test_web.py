@@ -326,13 +326,16 @@ def test_someone_who_unsubscribed_can_rejoin_through_confirmation(client, folder
     assert subscriber(folder, "ana@example.com").status == Status.active
 
 
-def test_an_old_unsubscribe_link_cannot_touch_whoever_gets_the_id_next(client, folder, cli):
+def test_an_old_unsubscribe_link_cannot_touch_whoever_gets_the_id_next(
+    client, folder, cli, backend
+):
     cli("subscribers", "add", "old@example.com")
     old_token = unsubscribe_token(folder, "old@example.com")
     old_id = subscriber(folder, "old@example.com").id
     cli("subscribers", "erase", "old@example.com", "--yes")
     cli("subscribers", "add", "new@example.com")
-    assert subscriber(folder, "new@example.com").id == old_id  # SQLite reuses the id
+    if backend == "sqlite":
+        assert subscriber(folder, "new@example.com").id == old_id  # SQLite reuses the id
     assert client.post(f"/unsubscribe?token={old_token}").status_code == 200
     assert subscriber(folder, "new@example.com").status == Status.active
 
