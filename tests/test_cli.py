@@ -13,9 +13,17 @@ from newsletter.config import load_config
 EXAMPLE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 
 
-@pytest.mark.parametrize("command", ["init", "new", "check", "preview"])
+COMMANDS = [
+    "init", "new", "check", "preview", "send", "status", "sink", "serve", "form-snippet",
+    "subscribers add", "subscribers remove", "subscribers list", "subscribers count",
+    "subscribers import", "subscribers export", "subscribers show", "subscribers erase",
+    "db upgrade",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(cli, command):
-    result = cli(command, "--help")
+    result = cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example: newsletter " + command in " ".join(result.output.split())
 
