@@ -207,7 +207,7 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
 
     token_of = signer.unsubscribe_token
 
-    @app.api_route("/confirm", methods=["GET", "HEAD"])
+    @app.get("/confirm")  # not HEAD: a link checker's HEAD must not confirm anyone
     async def confirm(token: str = ""):
         try:
             with db.session(engine) as session:

@@ -367,7 +367,11 @@ def test_malformed_json_is_a_400_not_a_crash(client, body):
     assert "error" in response.json()
 
 
-def test_head_works_and_wrong_methods_say_what_is_allowed(client):
+def test_head_works_and_wrong_methods_say_what_is_allowed(client, folder, smtp):
+    client.post("/subscribe", data={"email": "a@example.com"})
+    link = link_in(mails(smtp, 1)[0], "/confirm")
+    assert client.head(link).status_code == 405  # a link checker confirms nobody
+    assert subscriber(folder, "a@example.com").status == Status.pending
     assert client.head("/").status_code == 200
     assert client.head("/feed.xml").status_code == 200
     put = client.put("/")
