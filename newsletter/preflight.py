@@ -15,7 +15,7 @@ import lxml.html
 
 from newsletter.config import Config
 from newsletter.issue import Issue, IssueError, load_issue
-from newsletter.render import Filled, PreparedIssue, prepare, preview_fill
+from newsletter.render import Filled, PreparedIssue, prepare, public_fill
 
 GMAIL_CLIP_BYTES = 102 * 1024
 _TODO = re.compile(r"\bTODO\b")
@@ -49,7 +49,7 @@ def check_file(path, config: Config) -> list[Finding]:
 
 def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Finding]:
     source = str(issue.path)
-    filled = preview_fill(prepared, config)
+    filled = public_fill(prepared, config)
     findings = todo_findings(source, issue.source)
     findings += _size(source, filled.html)
     findings += _footer(source, prepared, filled, config)

@@ -67,12 +67,14 @@ class PreparedIssue:
         )
 
 
-def preview_fill(prepared: PreparedIssue, config: Config) -> Filled:
-    """The issue as a reader without a name gets it: for previews, checks and the archive."""
+def public_fill(prepared: PreparedIssue, config: Config) -> Filled:
+    """The issue with no reader's data in it: for previews, checks and the web archive.
+    Its unsubscribe link, having no token, leads to a page that explains where the
+    working one is."""
     base = config.newsletter.base_url.rstrip("/")
     return prepared.fill(
-        name=None,
-        unsubscribe_url=f"{base}/unsubscribe?token=preview",
+        name=config.newsletter.greeting_fallback,
+        unsubscribe_url=f"{base}/unsubscribe",
         web_url=f"{base}/archive/{prepared.slug}",
     )
 

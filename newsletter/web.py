@@ -293,10 +293,7 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
         found = store.find(slug[:100])
         if found is None or found.state not in _PUBLISHED:
             return message(404, "Not found", "There is no issue here.")
-        filled = found.prepared.fill(
-            name=None, unsubscribe_url=f"{base}/unsubscribe", web_url=f"{base}/archive/{found.slug}"
-        )
-        return HTMLResponse(filled.html, headers=headers)
+        return HTMLResponse(render.public_fill(found.prepared, config).html, headers=headers)
 
     @app.api_route("/feed.xml", methods=["GET", "HEAD"])
     async def feed():

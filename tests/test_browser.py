@@ -9,7 +9,7 @@ from conftest import FULL_ISSUE, require_browser
 
 from newsletter import screenshots
 from newsletter.issue import load_issue
-from newsletter.render import prepare, preview_fill
+from newsletter.render import prepare, public_fill
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +25,7 @@ def write_page(folder, write_issue, config, text=FULL_ISSUE):
     prepared = prepare(load_issue(write_issue(text)), config)
     path = folder / "build" / "page.html"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(preview_fill(prepared, config).html, encoding="utf-8")
+    path.write_text(public_fill(prepared, config).html, encoding="utf-8")
     return path.as_uri()
 
 

@@ -149,7 +149,7 @@ def test_preview_writes_html_and_text(cli, folder):
     text = html.with_suffix(".txt")
     assert "HTML:  build/2026-11-24-survival-of-the-fittest-funnel.html" in result.output
     assert "Hi there," in html.read_text() and "Hi there," in text.read_text()
-    assert "https://news.example.com/unsubscribe?token=preview" in text.read_text()
+    assert "Unsubscribe: https://news.example.com/unsubscribe\n" in text.read_text()
 
 
 def test_preview_to_another_folder_with_config_from_elsewhere(cli, folder, tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter.errors import NewsletterError
+from newsletter.config import Config
+from newsletter.errors import NewsletterError, shown
 
 ConfigOption = Annotated[
     Path | None,
@@ -44,3 +45,14 @@ def reports_errors(command):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def issue_path(arg: Path, settings: Config) -> Path:
+    """A path as given, or a slug or file name inside the folder's issues/."""
+    if arg.exists():
+        return arg
+    issues = settings.root / "issues"
+    for candidate in (issues / arg.name, issues / f"{arg.name}.md"):
+        if candidate.is_file():
+            return Path(shown(candidate))
+    return arg

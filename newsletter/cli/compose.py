@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 
 from newsletter import preflight, scaffold, screenshots
-from newsletter.cli.common import ConfigOption, reports_errors
+from newsletter.cli.common import ConfigOption, issue_path, reports_errors
 from newsletter.config import Config, load_config
 from newsletter.errors import NewsletterError, shown
 from newsletter.issue import IssueError, load_issue
-from newsletter.render import prepare, preview_fill
+from newsletter.render import prepare, public_fill
 
 app = typer.Typer()
 
@@ -69,7 +69,7 @@ def check(
 ) -> None:
     """Validate and preflight issues: schema, size, links, alt text, footer, leftovers."""
     settings = load_config(config)
-    paths = [_issue_path(p, settings) for p in issues] if issues else _all_issues(settings)
+    paths = [issue_path(p, settings) for p in issues] if issues else _all_issues(settings)
     errors = warnings = 0
     for path in paths:
         findings = preflight.check_file(path, settings)
@@ -100,8 +100,8 @@ def preview(
 ) -> None:
     """Render an issue to SLUG.html and SLUG.txt, as a reader without a name gets it."""
     settings = load_config(config)
-    prepared = prepare(load_issue(_issue_path(issue, settings)), settings)
-    filled = preview_fill(prepared, settings)
+    prepared = prepare(load_issue(issue_path(issue, settings)), settings)
+    filled = public_fill(prepared, settings)
     out_dir = out or settings.root / "build"
     html_file, text_file = out_dir / f"{prepared.slug}.html", out_dir / f"{prepared.slug}.txt"
     try:
@@ -132,17 +132,6 @@ def preview(
 
 class PreviewError(NewsletterError):
     """The preview cannot be written where asked."""
-
-
-def _issue_path(arg: Path, settings: Config) -> Path:
-    """A path as given, or a slug or file name inside the folder's issues/."""
-    if arg.exists():
-        return arg
-    issues = settings.root / "issues"
-    for candidate in (issues / arg.name, issues / f"{arg.name}.md"):
-        if candidate.is_file():
-            return Path(shown(candidate))
-    return arg
 
 
 def _all_issues(settings: Config) -> list[Path]:

@@ -21,8 +21,7 @@ from rich.progress import (
 )
 
 from newsletter import db, preflight, sink
-from newsletter.cli.common import ConfigOption, reports_errors
-from newsletter.cli.compose import _issue_path
+from newsletter.cli.common import ConfigOption, issue_path, reports_errors
 from newsletter.config import load_config
 from newsletter.issue import IssueError, load_issue
 from newsletter.message import MessageFactory, Recipient
@@ -56,7 +55,7 @@ def send(
 ) -> None:
     """Send an issue to every active subscriber; run it again to resume."""
     settings = load_config(config)
-    loaded = load_issue(_issue_path(issue, settings))
+    loaded = load_issue(issue_path(issue, settings))
     prepared = prepare(loaded, settings)
     errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
     if errors:
