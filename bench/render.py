@@ -15,9 +15,9 @@ from pathlib import Path
 
 from mjml import mjml2html
 
-from newsletter import render
+from newsletter.compose import render
+from newsletter.compose.issue import load_issue
 from newsletter.config import load_config
-from newsletter.issue import load_issue
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE = ROOT / "issues" / "2026-11-24-survival-of-the-fittest-funnel.md"

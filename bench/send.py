@@ -27,13 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter import db, scaffold
+from newsletter.compose import scaffold
+from newsletter.compose.issue import load_issue
+from newsletter.compose.render import prepare
 from newsletter.config import load_config
-from newsletter.issue import load_issue
-from newsletter.message import MessageFactory, Recipient
-from newsletter.render import prepare
-from newsletter.sender import Sender
-from newsletter.store import Store
+from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.service.runner import Sender
+from newsletter.storage import db
+from newsletter.storage.delivery_log import Store
 from newsletter.tokens import Signer, secret_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,10 @@ import pytest
 from smtp_server import SmtpServer
 from typer.testing import CliRunner
 
-from newsletter import scaffold, screenshots
 from newsletter.cli import app
+from newsletter.compose import scaffold
 from newsletter.config import Config, load_config
+from newsletter.devtools import screenshots
 
 FULL_ISSUE = """\
 ---

@@ -7,9 +7,9 @@ import struct
 import pytest
 from conftest import FULL_ISSUE, require_browser
 
-from newsletter import screenshots
-from newsletter.issue import load_issue
-from newsletter.render import prepare, public_fill
+from newsletter.compose.issue import load_issue
+from newsletter.compose.render import prepare, public_fill
+from newsletter.devtools import screenshots
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
-from newsletter import scaffold, screenshots
+from newsletter.compose import scaffold
 from newsletter.config import load_config
+from newsletter.devtools import screenshots
 
 EXAMPLE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 

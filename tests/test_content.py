@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.content import ContentError, Prose, Quote, markdown_block, parse_body
+from newsletter.compose.content import ContentError, Prose, Quote, markdown_block, parse_body
 
 
 def only_quote(markdown: str) -> Quote:

@@ -14,9 +14,9 @@ import pytest
 from conftest import use_smtp
 from sqlalchemy import func, select
 
-from newsletter import db
 from newsletter.config import load_config
-from newsletter.models import Delivery, DeliveryState
+from newsletter.storage import db
+from newsletter.storage.models import Delivery, DeliveryState
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 RECIPIENTS = 2000

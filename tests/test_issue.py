@@ -10,8 +10,8 @@ import datetime as dt
 import pytest
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
-from newsletter.content import Prose, Quote
-from newsletter.issue import IssueError, load_issue
+from newsletter.compose.content import Prose, Quote
+from newsletter.compose.issue import IssueError, load_issue
 
 
 def error_of(path) -> IssueError:

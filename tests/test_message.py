@@ -10,10 +10,10 @@ from email import policy
 import pytest
 from conftest import FULL_ISSUE
 
+from newsletter.compose.issue import load_issue
+from newsletter.compose.render import prepare
 from newsletter.config import load_config
-from newsletter.issue import load_issue
-from newsletter.message import MessageError, MessageFactory, Recipient
-from newsletter.render import prepare
+from newsletter.mail.message import MessageError, MessageFactory, Recipient
 from newsletter.tokens import Signer
 
 SECRET = "s" * 32
@@ -172,13 +172,13 @@ def test_dkim_half_configured_is_an_error(factory, folder):
     ],
 )
 def test_wire_format_for_data_not_built_here(raw, wire):
-    from newsletter.transport import wire_format
+    from newsletter.mail.transport import wire_format
 
     assert wire_format(raw) == wire
 
 
 def test_factory_output_is_already_wire_ready(factory):
-    from newsletter.transport import wire_format
+    from newsletter.mail.transport import wire_format
 
     for recipient in RECIPIENTS:
         data = factory.build(recipient)

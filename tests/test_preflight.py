@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
+from newsletter.compose.preflight import check_file
 from newsletter.config import load_config
-from newsletter.preflight import check_file
 
 SHORT = "2026-12-01-short-one.md"
 

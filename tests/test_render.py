@@ -9,8 +9,8 @@ import lxml.html
 import pytest
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
-from newsletter.issue import load_issue
-from newsletter.render import TemplateError, prepare
+from newsletter.compose.issue import load_issue
+from newsletter.compose.render import TemplateError, prepare
 
 FONTS = "https://fonts.googleapis.com/css?family=Lato"
 UNSUB = "https://news.example.com/unsubscribe?token=TOKEN-123"

@@ -9,15 +9,15 @@ from conftest import use_smtp
 from smtp_server import SmtpServer, free_port
 from sqlalchemy import select
 
-from newsletter import db
+from newsletter.compose.issue import load_issue
+from newsletter.compose.render import prepare
 from newsletter.config import load_config
-from newsletter.issue import load_issue
-from newsletter.message import MessageFactory
-from newsletter.models import Delivery, Subscriber
-from newsletter.render import prepare
-from newsletter.sender import Sender
-from newsletter.store import Store
-from newsletter.subscribers import add
+from newsletter.mail.message import MessageFactory
+from newsletter.service.runner import Sender
+from newsletter.storage import db
+from newsletter.storage.delivery_log import Store
+from newsletter.storage.models import Delivery, Subscriber
+from newsletter.storage.subscribers import add
 from newsletter.tokens import Signer, secret_of
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -266,7 +266,7 @@ def test_a_message_that_cannot_be_built_fails_alone(cli, folder, sending):
 
 
 def test_a_surprise_error_pauses_the_send_instead_of_hanging(cli, folder, sending, monkeypatch):
-    from newsletter import message
+    from newsletter.mail import message
 
     def explode(self, recipient):
         raise RuntimeError("surprise")

@@ -7,8 +7,8 @@ import csv
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from newsletter import db
 from newsletter.config import load_config
+from newsletter.storage import db
 
 pytestmark = pytest.mark.usefixtures("backend")
 

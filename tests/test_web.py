@@ -13,9 +13,9 @@ from conftest import use_smtp
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import db
 from newsletter.config import load_config
-from newsletter.models import Status, Subscriber
+from newsletter.storage import db
+from newsletter.storage.models import Status, Subscriber
 from newsletter.tokens import Signer, secret_of
 from newsletter.web import create_app
 
@@ -245,7 +245,7 @@ def test_oversized_body_is_refused(client):
 
 
 def test_no_stack_trace_reaches_a_visitor(client, monkeypatch):
-    from newsletter import signup
+    from newsletter.service import signup
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")

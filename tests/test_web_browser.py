@@ -16,9 +16,10 @@ from conftest import require_browser, use_smtp
 from smtp_server import free_port
 from sqlalchemy import select
 
-from newsletter import db, screenshots
 from newsletter.config import load_config
-from newsletter.models import Status, Subscriber
+from newsletter.devtools import screenshots
+from newsletter.storage import db
+from newsletter.storage.models import Status, Subscriber
 from newsletter.web import create_app
 
 pytestmark = pytest.mark.browser

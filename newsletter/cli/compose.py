@@ -9,12 +9,13 @@ from typing import Annotated
 
 import typer
 
-from newsletter import preflight, scaffold, screenshots
 from newsletter.cli.common import ConfigOption, issue_path, reports_errors
+from newsletter.compose import preflight, scaffold
+from newsletter.compose.issue import IssueError, load_issue
+from newsletter.compose.render import prepare, public_fill
 from newsletter.config import Config, load_config
+from newsletter.devtools import screenshots
 from newsletter.errors import NewsletterError, shown
-from newsletter.issue import IssueError, load_issue
-from newsletter.render import prepare, public_fill
 
 app = typer.Typer()
 

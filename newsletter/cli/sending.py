@@ -20,18 +20,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from newsletter import db, preflight, sink
 from newsletter.cli.common import ConfigOption, issue_path, reports_errors
+from newsletter.compose import preflight
+from newsletter.compose.issue import IssueError, load_issue
+from newsletter.compose.render import prepare
 from newsletter.config import load_config
-from newsletter.issue import IssueError, load_issue
-from newsletter.message import MessageFactory, Recipient
-from newsletter.models import DeliveryState, SendState
-from newsletter.render import prepare
-from newsletter.sender import Sender, SendPaused, send_test
-from newsletter.store import Store
-from newsletter.subscribers import normalize_email
+from newsletter.devtools import sink
+from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.mail.transport import TransportError
+from newsletter.service.runner import Sender, SendPaused, send_test
+from newsletter.storage import db
+from newsletter.storage.delivery_log import Store
+from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.subscribers import normalize_email
 from newsletter.tokens import Signer, secret_of
-from newsletter.transport import TransportError
 
 app = typer.Typer()
 PROBLEMS_SHOWN = 50

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from newsletter import db, subscribers
 from newsletter.cli.common import ConfigOption, new_app, reports_errors
 from newsletter.config import load_config
-from newsletter.models import Status
+from newsletter.storage import db, subscribers
+from newsletter.storage.models import Status
 
 app = new_app("Manage the subscriber list.")
 db_app = new_app("Manage the database schema.")

@@ -51,7 +51,7 @@ def serve(
 @reports_errors
 def form_snippet(config: ConfigOption = None) -> None:
     """Print an HTML signup form to paste into another website."""
-    from newsletter.render import environment
+    from newsletter.compose.render import environment
 
     settings = load_config(config)
     template = environment(settings.root).get_template("web/snippet.html.j2")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import jinja2
 
+from newsletter.compose.render import derived_subject
 from newsletter.config import CONFIG_FILE, SECRETS_FILE, WEEKDAYS, Config
 from newsletter.errors import NewsletterError
-from newsletter.render import derived_subject
 
-DEFAULTS = Path(__file__).parent / "defaults"
+DEFAULTS = Path(__file__).parent.parent / "defaults"
 EXAMPLE_ISSUE = DEFAULTS / "issues" / "2026-11-24-survival-of-the-fittest-funnel.md"
 
 

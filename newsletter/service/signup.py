@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Erased, Status, Subscriber, utcnow
-from newsletter.subscribers import clean_name, email_hash, normalize_email
+from newsletter.storage.models import Erased, Status, Subscriber, utcnow
+from newsletter.storage.subscribers import clean_name, email_hash, normalize_email
 from newsletter.tokens import Signer, TokenError
 
 MAX_WEB_NAME = 100

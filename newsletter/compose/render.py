@@ -19,14 +19,14 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from newsletter import content, slots
+from newsletter.compose import content, slots
+from newsletter.compose.issue import Issue
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
-from newsletter.issue import Issue
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
-BUILTIN_TEMPLATES = Path(__file__).parent / "defaults" / "templates"
+BUILTIN_TEMPLATES = Path(__file__).parent.parent / "defaults" / "templates"
 _STYLE_WITH_IMPORT = re.compile(r"<style([^>]*)>(?=[^<]*@import)", re.IGNORECASE)
 
 

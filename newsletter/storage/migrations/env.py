@@ -1,9 +1,9 @@
-"""Alembic environment: newsletter.db passes the connection in, so migrations
+"""Alembic environment: newsletter.storage.db passes the connection in, so migrations
 run inside the CLI's own process and transaction."""
 
 from alembic import context
 
-from newsletter.models import Base
+from newsletter.storage.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

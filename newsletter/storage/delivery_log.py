@@ -18,14 +18,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, bindparam, func, insert, literal, select, text, update
 
-from newsletter import db, slots
+from newsletter.compose import slots
+from newsletter.compose.render import PreparedIssue
+from newsletter.compose.slots import SlotTemplate
 from newsletter.errors import NewsletterError
-from newsletter.message import Recipient
-from newsletter.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
-from newsletter.models import utcnow as _now
-from newsletter.render import PreparedIssue
-from newsletter.slots import SlotTemplate
-from newsletter.subscribers import mark_bounced
+from newsletter.mail.message import Recipient
+from newsletter.storage import db
+from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
+from newsletter.storage.models import utcnow as _now
+from newsletter.storage.subscribers import mark_bounced
 
 
 class SendBusy(NewsletterError):

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from newsletter import content
+from newsletter.compose import content
 from newsletter.errors import NewsletterError
 from newsletter.fields import OneLine, WebUrl, dotted, explain
 

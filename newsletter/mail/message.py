@@ -24,10 +24,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 
+from newsletter.compose.render import PreparedIssue
+from newsletter.compose.slots import SlotTemplate
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.render import PreparedIssue
-from newsletter.slots import SlotTemplate
 from newsletter.tokens import Signer
 
 SMTP = policy.SMTP

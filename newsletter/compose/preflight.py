@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import lxml.html
 
+from newsletter.compose.issue import Issue, IssueError, load_issue
+from newsletter.compose.render import Filled, PreparedIssue, prepare, public_fill
 from newsletter.config import Config
-from newsletter.issue import Issue, IssueError, load_issue
-from newsletter.render import Filled, PreparedIssue, prepare, public_fill
 
 GMAIL_CLIP_BYTES = 102 * 1024
 _TODO = re.compile(r"\bTODO\b")

@@ -20,15 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import SmtpSection
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageError, MessageFactory, Recipient
-from newsletter.models import DeliveryState
-from newsletter.store import Outcome, Pending, SendInfo, Store
-from newsletter.transport import AuthError, Connection, Reply, TransportError
+from newsletter.mail.message import MessageError, MessageFactory, Recipient
+from newsletter.mail.transport import AuthError, Connection, Reply, TransportError
+from newsletter.storage.delivery_log import Outcome, Pending, SendInfo, Store
+from newsletter.storage.models import DeliveryState
 
 FLUSH_EVERY = 500  # outcomes per database transaction
 FLUSH_INTERVAL = 0.25  # seconds
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
-log = logging.getLogger("newsletter.sender")
+log = logging.getLogger("newsletter.service.runner")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,12 +24,14 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from newsletter import db, emails, render, signup
+from newsletter.compose import emails, render
 from newsletter.config import Config
 from newsletter.fields import CONTROL
-from newsletter.models import SendState
-from newsletter.store import Store
-from newsletter.subscribers import SubscriberError, normalize_email
+from newsletter.service import signup
+from newsletter.storage import db
+from newsletter.storage.delivery_log import Store
+from newsletter.storage.models import SendState
+from newsletter.storage.subscribers import SubscriberError, normalize_email
 from newsletter.tokens import Signer, TokenError, TokenExpired, secret_of
 
 log = logging.getLogger("newsletter.web")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from newsletter import render
+from newsletter.compose import render
 from newsletter.config import Config, NewsletterSection
-from newsletter.transport import Connection, Reply
+from newsletter.mail.transport import Connection, Reply
 
 SUBJECTS = {
     "confirm": "Confirm your subscription to {name}",

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
 from newsletter.fields import CONTROL
-from newsletter.models import Delivery, Erased, Status, Subscriber, utcnow
+from newsletter.storage.models import Delivery, Erased, Status, Subscriber, utcnow
 
 MAX_NAME = 200
 _CHUNK = 500  # addresses per IN (...) lookup during an import

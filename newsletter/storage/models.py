@@ -1,5 +1,5 @@
 """The tables: subscribers, sends (one per issue sent) and deliveries (one per
-send and subscriber). Schema changes go through Alembic (newsletter/migrations)."""
+send and subscriber). Schema changes go through Alembic (newsletter/storage/migrations)."""
 
 from __future__ import annotations
 
