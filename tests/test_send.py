@@ -9,13 +9,12 @@ from conftest import use_smtp
 from smtp_server import SmtpServer, free_port
 from sqlalchemy import select
 
-from newsletter.compose.issue import load_issue
-from newsletter.compose.render import prepare
 from newsletter.config import load_config
 from newsletter.mail.message import MessageFactory
-from newsletter.service.runner import Sender
+from newsletter.service import sending as service
+from newsletter.service.runner import Runner
 from newsletter.storage import db
-from newsletter.storage.delivery_log import Store
+from newsletter.storage.delivery_log import DeliveryLog, exclusive
 from newsletter.storage.models import Delivery, Subscriber
 from newsletter.storage.subscribers import add
 from newsletter.tokens import Signer, secret_of
@@ -179,16 +178,21 @@ def test_send_without_a_signing_secret_is_refused(cli, folder, sending):
     assert result.stderr.startswith("error: web.secret_key: is not set")
 
 
-def test_people_who_join_mid_send_get_the_next_issue(folder, sending):
+def started(folder, log_class=DeliveryLog):
+    """A send started (its snapshot taken) and a runner for it, as `send` makes them."""
     config = load_config(folder / "newsletter.toml", environ={})
-    engine = db.connect(config)
-    store = Store(engine)
-    prepared = prepare(load_issue(folder / ISSUE), config)
-    info = store.start(prepared)  # the snapshot
-    with db.session(engine) as s:
+    log = log_class(db.connect(config))
+    record = log.start(service.new_send(service.plan(config, folder / ISSUE)))
+    prepared = service.stored_prepared(record, "there")
+    factory = MessageFactory(prepared, config, Signer(secret_of(config)))
+    return log, Runner(log, record.id, factory, config.smtp)
+
+
+def test_people_who_join_mid_send_get_the_next_issue(folder, sending):
+    log, runner = started(folder)  # the snapshot
+    with db.session(log.engine) as s:
         add(s, "late@example.com", "Late")
-    factory = MessageFactory(info.prepared, config, Signer(secret_of(config)))
-    report = asyncio.run(Sender(store, info, factory, config.smtp).run())
+    report = asyncio.run(runner.run())
     assert report.sent == 3
     assert "late@example.com" not in sending.handler.by_rcpt()
 
@@ -281,23 +285,19 @@ def test_a_surprise_error_pauses_the_send_instead_of_hanging(cli, folder, sendin
 def test_a_failed_log_write_pauses_and_loses_nothing(folder, sending):
     from sqlalchemy.exc import OperationalError
 
-    config = load_config(folder / "newsletter.toml", environ={})
-    store = Store(db.connect(config))
-
-    class Flaky(Store):
+    class Flaky(DeliveryLog):
         failures = 1
 
-        def record(self, outcomes):
+        def record(self, results):
             if self.failures:
                 self.failures -= 1
                 raise OperationalError("UPDATE", {}, Exception("database is locked"))
-            super().record(outcomes)
+            super().record(results)
 
-    flaky = Flaky(store.engine)
-    info = flaky.start(prepare(load_issue(folder / ISSUE), config))
-    factory = MessageFactory(info.prepared, config, Signer(secret_of(config)))
-    report = asyncio.run(Sender(flaky, info, factory, config.smtp).run())
+    _, runner = started(folder, Flaky)
+    report = asyncio.run(runner.run())
     assert "cannot write the delivery log (database is locked)" in report.paused
+    assert report.unrecorded == 0  # the refused results were written once the log took them
     recorded = deliveries(folder)
     sent_now = {r.rcpt for r in sending.handler.received}
     # Every message the server took is recorded as sent: the failed batch was kept.
@@ -306,8 +306,7 @@ def test_a_failed_log_write_pauses_and_loses_nothing(folder, sending):
 
 def test_a_second_send_of_the_same_issue_is_refused(cli, folder, sending):
     config = load_config(folder / "newsletter.toml", environ={})
-    store = Store(db.connect(config))
-    with store.exclusive(SLUG):
+    with exclusive(db.connect(config), SLUG):
         result = cli("send", ISSUE, "--yes")
     assert result.exit_code == 1
     assert "another 'newsletter send' of this issue is running" in result.stderr

@@ -10,6 +10,7 @@ import html
 import logging
 import re
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,27 +45,24 @@ class Filled:
 class PreparedIssue:
     slug: str
     subject: str
-    preheader: str
     html: slots.SlotTemplate
     text: slots.SlotTemplate
     fallback_name: str
 
     def fill(self, *, name: str | None, unsubscribe_url: str, web_url: str) -> Filled:
         """The two bodies for one recipient: the cheap per-recipient step."""
-        who = name or self.fallback_name
-        escape = html.escape
-        return Filled(
-            html=self.html.fill(
-                {
-                    "name": escape(who),
-                    "unsubscribe_url": escape(unsubscribe_url),
-                    "web_url": escape(web_url),
-                }
-            ),
-            text=self.text.fill(
-                {"name": who, "unsubscribe_url": unsubscribe_url, "web_url": web_url}
-            ),
+        return self.fill_values(
+            {
+                "name": name or self.fallback_name,
+                "unsubscribe_url": unsubscribe_url,
+                "web_url": web_url,
+            }
         )
+
+    def fill_values(self, values: Mapping[str, str]) -> Filled:
+        """The two bodies with each slot's plain-text value (escaped here for HTML)."""
+        escaped = {key: html.escape(value) for key, value in values.items()}
+        return Filled(html=self.html.fill(escaped), text=self.text.fill(values))
 
 
 def public_fill(prepared: PreparedIssue, config: Config) -> Filled:
@@ -105,7 +103,6 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
     return PreparedIssue(
         slug=issue.slug,
         subject=view["subject"],
-        preheader=view["preheader"],
         html=slots.SlotTemplate.parse(page.rstrip("\n") + "\n", prefix),
         text=slots.SlotTemplate.parse(text.strip() + "\n", prefix),
         fallback_name=config.newsletter.greeting_fallback,

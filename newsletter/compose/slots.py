@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from newsletter.errors import NewsletterError
 
-NAMES = ("name", "unsubscribe_url", "web_url")
+NAMES = ("name", "unsubscribe_url", "web_url", "archive_url", "confirm_url")
 
 
 def new_prefix() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -54,3 +56,17 @@ def start(host: str, port: int, out_dir: Path) -> tuple[Controller, OutboxHandle
             f"cannot listen on {host}:{port} ({exc}); is another sink running? try --port"
         ) from None
     return controller, handler
+
+
+def serve(host: str, port: int, out_dir: Path) -> int:
+    """Run the sink until Ctrl-C or SIGTERM; returns how many messages it kept."""
+    controller, handler = start(host, port, out_dir)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+    return handler.received

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from newsletter.config import SmtpSection
@@ -104,15 +105,25 @@ class Connection:
             raise
 
     async def send(
-        self, sender: str, recipient: str, data: bytes, *, wire_ready: bool = False
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        *,
+        wire_ready: bool = False,
+        gate: Awaitable | None = None,
     ) -> tuple[str, Reply]:
         """One message. Returns (stage, reply): stage is "rcpt" when the server refused
         the recipient, "mail" or "data" otherwise. `wire_ready` data (MessageFactory's)
-        is CRLF-only with no line starting with "."; anything else is made so here."""
+        is CRLF-only with no line starting with "."; anything else is made so here.
+
+        `gate`, when given, is awaited after the server said 354 and before the data
+        goes out: the caller uses it to finish recording the previous message first,
+        so that at most one accepted message per connection is ever unrecorded."""
         if not wire_ready:
             data = wire_format(data)
         try:
-            return await self._transaction(sender, recipient, data)
+            return await self._transaction(sender, recipient, data, gate)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             await self.close()
             raise TransportError(f"connection lost ({_why(exc)})") from None
@@ -120,7 +131,9 @@ class Connection:
             await self.close()  # a 421 or a garbled reply: this connection is done
             raise
 
-    async def _transaction(self, sender: str, recipient: str, data: bytes) -> tuple[str, Reply]:
+    async def _transaction(
+        self, sender: str, recipient: str, data: bytes, gate: Awaitable | None
+    ) -> tuple[str, Reply]:
         envelope = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
         async with asyncio.timeout(self.settings.timeout):
             if self.pipelining:
@@ -143,6 +156,12 @@ class Connection:
                 await self._reply()
                 await self._command("RSET")
                 return ("mail", mail) if not mail.ok else ("rcpt", rcpt)
+        if gate is not None:
+            try:
+                await gate
+            except BaseException:
+                await self.close()  # without the final dot the server keeps nothing
+                raise
         # RFC 5321 4.5.3.2.6 allows ten minutes for the reply to the final dot: giving
         # up sooner would resend a message the server may be busy accepting.
         async with asyncio.timeout(max(self.settings.timeout, FINAL_REPLY_TIMEOUT)):
@@ -192,7 +211,10 @@ class Connection:
             raise TransportError("not connected")
         lines = []
         while True:
-            raw = await self._reader.readline()
+            try:
+                raw = await self._reader.readline()
+            except ValueError:  # a line past the reader's 64 KiB limit: not a sane server
+                raise TransportError("the server sent a reply line over 64 KB") from None
             if not raw:
                 raise TransportError("connection closed by the server")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -209,3 +231,15 @@ class Connection:
     def _expect(reply: Reply, code: int) -> None:
         if reply.code != code:
             raise TransportError(f"unexpected reply: {reply}")
+
+
+async def send_one(settings: SmtpSection, helo: str, sender: str, to: str, data: bytes) -> Reply:
+    """Open a connection, send one message, close: for test copies and transactional
+    mail, which are too few to keep a connection open for."""
+    connection = Connection(settings, helo=helo)
+    await connection.open()
+    try:
+        _, reply = await connection.send(sender, to, data)
+        return reply
+    finally:
+        await connection.close()

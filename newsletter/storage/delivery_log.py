@@ -1,40 +1,39 @@
 """The delivery log: one `sends` row per issue, one `deliveries` row per
-recipient. The send loop only talks to this store and to a transport.
+recipient. The send runner talks only to this log and to a transport.
 
-Safety rests on two rules: a send's recipients are snapshotted in one
-transaction when it starts, and a delivery becomes `sent` only after the
-server said 2xx. A crash can lose the record of a message the server already
-took (it is sent again, with the same Message-ID), never skip anyone.
+Safety rests on three rules: a send's recipients are snapshotted in one
+transaction when it starts; a worker works only on deliveries it has claimed
+(claims carry a lease, so a dead worker's claims return to the pool); and a
+delivery becomes `sent` only after the server said 2xx. A crash can lose the
+record of a message the server already took (it is sent again, with the same
+Message-ID), never skip anyone.
+
+Storage knows nothing of rendering or mail: a send's bodies are stored as the
+text the service hands over, slot markers and all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import hashlib
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, func, insert, literal, select, text, update
+from sqlalchemy import Engine, bindparam, func, insert, literal, or_, select, update
 
-from newsletter.compose import slots
-from newsletter.compose.render import PreparedIssue
-from newsletter.compose.slots import SlotTemplate
-from newsletter.errors import NewsletterError
-from newsletter.mail.message import Recipient
 from newsletter.storage import db
+from newsletter.storage.locks import SendBusy, exclusive
 from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
-from newsletter.storage.models import utcnow as _now
+from newsletter.storage.models import utcnow as now
 from newsletter.storage.subscribers import mark_bounced
 
-
-class SendBusy(NewsletterError):
-    """Another process is sending this issue right now."""
+__all__ = ["Claimed", "DeliveryLog", "NewSend", "Result", "SendBusy", "SendRecord", "exclusive"]
 
 
 @dataclass(frozen=True)
-class Pending:
+class Claimed:
+    """A delivery this worker holds: whom to send to, and how often it was tried."""
+
     delivery_id: int
     subscriber_id: int
     email: str
@@ -43,7 +42,7 @@ class Pending:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Result:
     delivery_id: int
     subscriber_id: int
     state: DeliveryState  # pending means "will be retried"
@@ -53,7 +52,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class SendInfo:
+class SendRecord:
     id: int
     slug: str
     subject: str
@@ -61,13 +60,86 @@ class SendInfo:
     total: int
     started_at: dt.datetime
     finished_at: dt.datetime | None
-    prepared: PreparedIssue
+    html: str
+    text: str
+    slot_prefix: str
+    source_hash: str | None
 
 
-class Store:
+@dataclass(frozen=True)
+class NewSend:
+    """What a send stores about its issue when it starts."""
+
+    slug: str
+    subject: str
+    html: str
+    text: str
+    slot_prefix: str
+    source_hash: str
+
+
+def _record_statement(final: bool):
+    values = {
+        "state": bindparam("state"),
+        "attempts": bindparam("attempts"),
+        "last_reply": bindparam("reply"),
+        "message_id": bindparam("mid"),
+        "sent_at": bindparam("sent_at"),
+    }
+    if final:  # a retried delivery keeps its claim; a finished one lets it go
+        values |= {"claimed_by": None, "lease_until": None}
+    table = Delivery.__table__
+    return update(table).where(table.c.id == bindparam("did")).values(**values)
+
+
+_RECORD_FINAL, _RECORD_RETRY = _record_statement(True), _record_statement(False)
+
+
+class DeliveryLog:
     def __init__(self, engine: Engine, *, bounce_limit: int = 1) -> None:
         self.engine = engine
         self.bounce_limit = bounce_limit
+
+    # Sends ---------------------------------------------------------------------------
+
+    def find(self, slug: str) -> SendRecord | None:
+        with db.session(self.engine) as s:
+            row = s.scalar(select(Send).where(Send.slug == slug))
+            return _record(row) if row else None
+
+    def sends(self) -> list[SendRecord]:
+        with db.session(self.engine) as s:
+            return [_record(row) for row in s.scalars(select(Send).order_by(Send.started_at))]
+
+    def start(self, new: NewSend) -> SendRecord:
+        """The send of this issue: resumed when it exists, else created with a snapshot
+        of today's active subscribers, all in one transaction. A resumed send keeps the
+        bodies it started with: readers get one version of an issue."""
+        with db.session(self.engine) as s:
+            row = s.scalar(select(Send).where(Send.slug == new.slug))
+            if row is None:
+                row = Send(
+                    slug=new.slug, subject=new.subject, html=new.html, text=new.text,
+                    slot_prefix=new.slot_prefix, source_hash=new.source_hash,
+                    state=SendState.sending, total=0,
+                    started_at=now(),
+                )  # fmt: skip
+                s.add(row)
+                s.flush()
+                row.total = _snapshot(s, row.id)
+            elif row.state != SendState.done:
+                row.state = SendState.sending
+            return _record(row)
+
+    def finish(self, send_id: int, state: SendState) -> None:
+        with db.session(self.engine) as s:
+            s.execute(
+                update(Send)
+                .where(Send.id == send_id)
+                .values(state=state, finished_at=now() if state == SendState.done else None)
+            )
+
+    # Recipients ----------------------------------------------------------------------
 
     def active_count(self) -> int:
         with db.session(self.engine) as s:
@@ -77,184 +149,119 @@ class Store:
                 .where(Subscriber.status == Status.active)
             )
 
-    def active_recipients(self) -> Iterator[Recipient]:
-        """Today's active subscribers, streamed (for a dry run)."""
+    def active_recipients(self) -> Iterator[Claimed]:
+        """Today's active subscribers, streamed (for a dry run of a new send)."""
         with self.engine.connect() as conn:
             rows = conn.execution_options(yield_per=1000).execute(
-                select(Subscriber.id, Subscriber.email, Subscriber.name)
+                select(Subscriber.id, Subscriber.id, Subscriber.email, Subscriber.name, literal(0))
                 .where(Subscriber.status == Status.active)
                 .order_by(Subscriber.id)
             )
             for row in rows:
-                yield Recipient(*row)
+                yield Claimed(*row)
 
-    def find(self, slug: str) -> SendInfo | None:
-        with db.session(self.engine) as s:
-            row = s.scalar(select(Send).where(Send.slug == slug))
-            return _info(row) if row else None
-
-    def start(self, prepared: PreparedIssue) -> SendInfo:
-        """The send for this issue: resumed when it exists, else created with a
-        snapshot of today's active subscribers, all in one transaction."""
-        with db.session(self.engine) as s:
-            row = s.scalar(select(Send).where(Send.slug == prepared.slug))
-            if row is None:
-                prefix = slots.new_prefix()
-                row = Send(
-                    slug=prepared.slug,
-                    subject=prepared.subject,
-                    html=_stored(prepared.html, prefix),
-                    text=_stored(prepared.text, prefix),
-                    slot_prefix=prefix,
-                    state=SendState.sending,
-                    total=0,
-                    started_at=_now(),
-                )
-                s.add(row)
-                s.flush()
-                snapshot = select(
-                    literal(row.id),
-                    Subscriber.id,
-                    Subscriber.email,
-                    Subscriber.name,
-                    literal(DeliveryState.pending.value),
-                    literal(0),
-                ).where(Subscriber.status == Status.active)
-                s.execute(
-                    insert(Delivery).from_select(
-                        ["send_id", "subscriber_id", "email", "name", "state", "attempts"],
-                        snapshot,
-                    )
-                )
-                row.total = s.scalar(
-                    select(func.count()).select_from(Delivery).where(Delivery.send_id == row.id)
-                )
-            elif row.state != SendState.done:
-                row.state = SendState.sending
-            # Stored prepared bodies win over the file: a resumed send sends what
-            # the first recipients got, even if the issue was edited since.
-            return _info(row, fallback_name=prepared.fallback_name)
-
-    def pending(self, send_id: int, after_id: int = 0, limit: int = 1000) -> list[Pending]:
-        """The next pending deliveries in id order (keyset paging: constant memory)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    Delivery.id,
-                    Delivery.subscriber_id,
-                    Delivery.email,
-                    Delivery.name,
-                    Delivery.attempts,
-                )
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                # Whoever unsubscribed or bounced since the send started is skipped.
-                .where(Subscriber.status == Status.active)
-                .where(
-                    Delivery.send_id == send_id,
-                    Delivery.state == DeliveryState.pending,
-                    Delivery.id > after_id,
-                )
-                .order_by(Delivery.id)
-                .limit(limit)
-            ).all()
-        return [Pending(*row) for row in rows]
-
-    def iter_pending(self, send_id: int, batch: int = 1000) -> Iterator[Pending]:
+    def iter_pending(self, send_id: int, batch: int = 1000) -> Iterator[Claimed]:
+        """Pending deliveries in id order, claimed or not (for a dry run of a resume)."""
         after = 0
-        while rows := self.pending(send_id, after, batch):
-            yield from rows
-            after = rows[-1].delivery_id
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    _pending(send_id).where(Delivery.id > after).order_by(Delivery.id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield from (Claimed(*row) for row in rows)
+            after = rows[-1][0]
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Write a batch of results in one transaction."""
-        if not outcomes:
-            return
-        now = _now()
-        params = [
-            {
-                "did": o.delivery_id,
-                "state": o.state,
-                "attempts": o.attempts,
-                "reply": o.reply[:500],
-                "mid": o.message_id,
-                "sent_at": now if o.state == DeliveryState.sent else None,
-            }
-            for o in outcomes
-        ]
-        statement = (
-            update(Delivery.__table__)
-            .where(Delivery.__table__.c.id == bindparam("did"))
-            .values(
-                state=bindparam("state"),
-                attempts=bindparam("attempts"),
-                last_reply=bindparam("reply"),
-                message_id=bindparam("mid"),
-                sent_at=bindparam("sent_at"),
-            )
+    # Claims and results --------------------------------------------------------------
+
+    def claim(self, send_id: int, worker: str, limit: int, lease_until: float) -> list[Claimed]:
+        """Up to `limit` pending deliveries nobody holds (or whose lease ran out), now
+        held by `worker` until `lease_until` (epoch seconds), in id order. Whoever
+        unsubscribed or bounced since the send started is not claimed."""
+        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < time.time())
+        chosen = (
+            select(Delivery.id)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
+            .where(Subscriber.status == Status.active, free)
+            .order_by(Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
         )
-        bounced = [o.subscriber_id for o in outcomes if o.state == DeliveryState.bounced]
         with db.session(self.engine) as s:
-            s.connection().execute(statement, params)
+            rows = s.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chosen.scalar_subquery()))
+                .values(claimed_by=worker, lease_until=lease_until)
+                .returning(*_CLAIMED_COLUMNS)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return sorted((Claimed(*row) for row in rows), key=lambda c: c.delivery_id)
+
+    def renew(self, send_id: int, worker: str, lease_until: float) -> int:
+        with db.session(self.engine) as s:
+            return s.execute(
+                update(Delivery)
+                .where(Delivery.send_id == send_id, Delivery.claimed_by == worker)
+                .where(Delivery.state == DeliveryState.pending)
+                .values(lease_until=lease_until)
+            ).rowcount
+
+    def release(self, send_id: int, worker: str | None = None) -> int:
+        """Return claims to the pool: this worker's, or (worker None, for a sender that
+        holds the issue's lock and so knows every other claim is stale) everyone's."""
+        query = update(Delivery).where(
+            Delivery.send_id == send_id, Delivery.state == DeliveryState.pending
+        )
+        if worker is not None:
+            query = query.where(Delivery.claimed_by == worker)
+        with db.session(self.engine) as s:
+            return s.execute(query.values(claimed_by=None, lease_until=None)).rowcount
+
+    def record(self, results: Sequence[Result]) -> None:
+        """Write results in one transaction."""
+        if not results:
+            return
+        stamp = now()
+        final: list[dict] = []
+        retry: list[dict] = []
+        for r in results:
+            (retry if r.state == DeliveryState.pending else final).append(
+                {
+                    "did": r.delivery_id, "state": r.state, "attempts": r.attempts,
+                    "reply": r.reply[:500], "mid": r.message_id,
+                    "sent_at": stamp if r.state == DeliveryState.sent else None,
+                }
+            )  # fmt: skip
+        bounced = [r.subscriber_id for r in results if r.state == DeliveryState.bounced]
+        with db.session(self.engine) as s:
+            connection = s.connection()
+            for statement, params in ((_RECORD_FINAL, final), (_RECORD_RETRY, retry)):
+                if params:
+                    connection.execute(statement, params)
             mark_bounced(s, bounced, self.bounce_limit)
 
     def drop_departed(self, send_id: int) -> int:
         """Close the pending deliveries of people who left since the send started."""
         with db.session(self.engine) as s:
-            result = s.execute(
+            return s.execute(
                 update(Delivery)
+                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
                 .where(
-                    Delivery.send_id == send_id,
-                    Delivery.state == DeliveryState.pending,
                     Delivery.subscriber_id.in_(
                         select(Subscriber.id).where(Subscriber.status != Status.active)
-                    ),
+                    )
                 )
                 .values(
                     state=DeliveryState.failed,
                     last_reply="not sent: unsubscribed or bounced after the send started",
+                    claimed_by=None,
+                    lease_until=None,
                 )
-            )
-            return result.rowcount
+            ).rowcount
 
-    @contextmanager
-    def exclusive(self, slug: str):
-        """One sender per issue: a second `newsletter send` of it is refused, since
-        two would walk the same pending deliveries."""
-        busy = SendBusy(
-            f"{slug}: another 'newsletter send' of this issue is running; let it finish "
-            "(or stop it with Ctrl-C), then run this again"
-        )
-        if self.engine.dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:8], "big") >> 1
-            with self.engine.connect() as conn:
-                if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                    raise busy
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            return
-        database = self.engine.url.database
-        if not database or database == ":memory:":
-            yield
-            return
-        with open(f"{database}-send-{slug}.lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise busy from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def finish(self, send_id: int, state: SendState) -> None:
-        with db.session(self.engine) as s:
-            s.execute(
-                update(Send)
-                .where(Send.id == send_id)
-                .values(state=state, finished_at=_now() if state == SendState.done else None)
-            )
+    # Reading -------------------------------------------------------------------------
 
     def counts(self, send_id: int) -> dict[DeliveryState, int]:
         with self.engine.connect() as conn:
@@ -280,26 +287,46 @@ class Store:
                 )
             ]
 
-    def sends(self) -> list[SendInfo]:
-        with db.session(self.engine) as s:
-            return [_info(row) for row in s.scalars(select(Send).order_by(Send.started_at))]
+
+_CLAIMED_COLUMNS = (
+    Delivery.id,
+    Delivery.subscriber_id,
+    Delivery.email,
+    Delivery.name,
+    Delivery.attempts,
+)
 
 
-def _stored(template: SlotTemplate, prefix: str) -> str:
-    """A body as text with its slot markers, for SlotTemplate.parse on resume."""
-    return template.fill({n: slots.marker(prefix, n) for n in template.names})
-
-
-def _info(row: Send, fallback_name: str = "there") -> SendInfo:
-    prepared = PreparedIssue(
-        slug=row.slug,
-        subject=row.subject,
-        preheader="",
-        html=SlotTemplate.parse(row.html, row.slot_prefix),
-        text=SlotTemplate.parse(row.text, row.slot_prefix),
-        fallback_name=fallback_name,
+def _pending(send_id: int):
+    return (
+        select(*_CLAIMED_COLUMNS)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Subscriber.status == Status.active)
+        .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
     )
-    return SendInfo(
+
+
+def _snapshot(session, send_id: int) -> int:
+    snapshot = select(
+        literal(send_id),
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.name,
+        literal(DeliveryState.pending.value),
+        literal(0),
+    ).where(Subscriber.status == Status.active)
+    session.execute(
+        insert(Delivery).from_select(
+            ["send_id", "subscriber_id", "email", "name", "state", "attempts"], snapshot
+        )
+    )
+    return session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.send_id == send_id)
+    )
+
+
+def _record(row: Send) -> SendRecord:
+    return SendRecord(
         row.id, row.slug, row.subject, row.state, row.total, row.started_at,
-        row.finished_at, prepared,
+        row.finished_at, row.html, row.text, row.slot_prefix, row.source_hash,
     )  # fmt: skip

@@ -9,6 +9,7 @@ import enum
 from sqlalchemy import (
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -104,6 +105,8 @@ class Send(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     slot_prefix: Mapped[str] = mapped_column(String(40))
+    # A hash of the issue file as it was when the send started: a resume notices edits.
+    source_hash: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[SendState] = mapped_column(_enum(SendState, "send_state"))
     total: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -131,3 +134,7 @@ class Delivery(Base):
     last_reply: Mapped[str | None] = mapped_column(String(500))
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # A claim: which worker holds this delivery, and until when (epoch seconds). An
+    # expired lease returns the delivery to the pool, so a dead worker loses nobody.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[float | None] = mapped_column(Float)

@@ -24,12 +24,14 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from newsletter.compose import emails, render
+from newsletter.compose import render
 from newsletter.config import Config
 from newsletter.fields import CONTROL
 from newsletter.service import signup
+from newsletter.service.notify import send_email
+from newsletter.service.sending import stored_prepared
 from newsletter.storage import db
-from newsletter.storage.delivery_log import Store
+from newsletter.storage.delivery_log import DeliveryLog
 from newsletter.storage.models import SendState
 from newsletter.storage.subscribers import SubscriberError, normalize_email
 from newsletter.tokens import Signer, TokenError, TokenExpired, secret_of
@@ -93,7 +95,7 @@ async def _plain(send, status: int, body: bytes) -> None:
 def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
     engine = engine or db.connect(config)
     signer = Signer(secret_of(config))
-    store = Store(engine)
+    store = DeliveryLog(engine)
     env = render.environment(config.root)
     base = config.newsletter.base_url.rstrip("/")
     web = config.web
@@ -193,7 +195,7 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
         if confirmation:
             limiter.hit(per_day, "confirmation", address)
             url = f"{base}/confirm?token={confirmation.token}"
-            _later(_mail(config, "confirm", address, confirm_url=url, days=web.confirm_days))
+            _later(_mail(config, "confirm", address, confirm_url=url))
         return _inbox(wants_json)
 
     def _inbox(wants_json: bool):
@@ -295,7 +297,12 @@ def create_app(config: Config, *, engine: Engine | None = None) -> FastAPI:
         found = store.find(slug[:100])
         if found is None or found.state not in _PUBLISHED:
             return message(404, "Not found", "There is no issue here.")
-        return HTMLResponse(render.public_fill(found.prepared, config).html, headers=headers)
+        return HTMLResponse(
+            render.public_fill(
+                stored_prepared(found, config.newsletter.greeting_fallback), config
+            ).html,
+            headers=headers,
+        )
 
     @app.api_route("/feed.xml", methods=["GET", "HEAD"])
     async def feed():
@@ -356,14 +363,8 @@ def _later(coroutine) -> None:
     task.add_done_callback(_OUTGOING.discard)
 
 
-async def _mail(config: Config, kind: str, to: str, **context) -> None:
-    try:
-        data = emails.build(config, kind, to, **context)
-        reply = await emails.deliver(config, to, data)
-        if not reply.ok:
-            log.warning("%s email to %s refused: %s", kind, to, reply)
-    except Exception:
-        log.exception("%s email to %s failed", kind, to)
+def _mail(config: Config, kind: str, to: str, **context):
+    return send_email(config, kind, to, **context)
 
 
 def _atom(config: Config, base: str, sends) -> bytes:

@@ -1,0 +1,124 @@
+"""How the send and status commands talk: the question before a send, the progress
+bar during it, and the summary after. Output only; the rules are in service/."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import typer
+
+STATES = ("pending", "sent", "failed", "bounced")
+
+
+def say_plan(plan, yes: bool) -> bool:
+    """Print what is about to happen; True when the send should go ahead."""
+    if plan.done:
+        typer.echo(f"{plan.slug}: already sent ({plan.existing.finished_at:%Y-%m-%d %H:%M}).")
+        typer.echo(f"See: newsletter status {plan.slug}")
+        return False
+    smtp = plan.settings.smtp
+    if plan.existing:
+        if plan.edited:
+            typer.echo(
+                f"Note: the issue file changed since this send started; resuming sends the "
+                f"version the first {plan.already} reader(s) got. To send the edited text as "
+                "a new issue, save it under a new file name and send that.",
+                err=True,
+            )
+        question = f"Resume '{plan.existing.subject}': {plan.to_send} of {plan.total} still to send"
+    else:
+        question = f"Send '{plan.prepared.subject}' to {plan.to_send} active subscriber(s)"
+    where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
+    typer.echo(f"{question} {where}.")
+    if not yes and not typer.confirm("Send now?", default=False):
+        typer.echo("Not sent.")
+        raise typer.Exit(1)
+    return True
+
+
+@contextmanager
+def progress_bar(plan):
+    """A rich progress bar on stderr; yields (on_progress, on_stopping) callbacks."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7} msg/s"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("Sending", total=plan.total, completed=plan.already, rate="–")
+        started, done = time.monotonic(), 0
+
+        def on_progress(finished: int) -> None:
+            nonlocal done
+            done += finished
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, advance=finished, rate=f"{rate:,.0f}")
+
+        def on_stopping() -> None:
+            console.print("Stopping after the messages in flight (Ctrl-C again: at once)…")
+
+        try:
+            yield on_progress, on_stopping
+        except KeyboardInterrupt:
+            typer.echo(
+                "Stopped at once. Run the same 'newsletter send' again to resume; a message "
+                "in flight at that moment may arrive twice, with the same Message-ID.",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+
+
+def say_outcome(outcome, command: str) -> None:
+    from newsletter.service.sending import SendPaused
+
+    counts = {state.value: n for state, n in outcome.counts.items()}
+    report, resume = outcome.report, f"Run '{command}' again to resume"
+    if report.paused:
+        lost = (
+            f" {report.unrecorded} result(s) could not be recorded; those readers may get "
+            "the issue twice, with the same Message-ID."
+            if report.unrecorded
+            else " (nobody gets it twice)"
+        )
+        raise SendPaused(f"send paused: {report.paused}; fix the cause. {resume}{lost}.")
+    summary = f"{counts['sent']} sent, {counts['bounced']} bounced, {counts['failed']} failed"
+    if not outcome.finished:
+        typer.echo(f"Stopped: {summary}, {counts['pending']} to go. {resume}.")
+        raise typer.Exit(130 if report.stopped else 1)
+    typer.echo(f"Done: {summary}. Details: newsletter status {outcome.slug}")
+
+
+def say_statuses(statuses) -> None:
+    if not statuses:
+        typer.echo("Nothing sent yet.")
+    for status in statuses:
+        counts = "  ".join(f"{state.value} {n}" for state, n in status.counts.items())
+        typer.echo(f"{status.record.slug}  {status.record.state.value:<8} {counts}")
+
+
+def say_status(status) -> None:
+    from newsletter.service.status import PROBLEMS_SHOWN
+
+    record = status.record
+    typer.echo(f"{record.slug}: {record.state.value}, started {record.started_at:%Y-%m-%d %H:%M}")
+    for state, n in status.counts.items():
+        typer.echo(f"  {state.value:<8} {n}")
+    if status.problems:
+        typer.echo("Not delivered (yet):")
+        for email, state, attempts, reply in status.problems:
+            typer.echo(f"  {email}  {state.value}  after {attempts} attempt(s): {reply}")
+        if len(status.problems) == PROBLEMS_SHOWN:
+            typer.echo(f"  (the first {PROBLEMS_SHOWN} are shown)")

@@ -1,0 +1,122 @@
+"""The delivery log's writer: one thread that owns every write of a send, so the
+event loop never blocks on the database and each result is committed moments
+after the server took the message.
+
+Results that arrive while a commit runs are committed together in the next
+one (a group commit), so commits keep up with any send rate. Each submitted
+result gets a future that resolves when its transaction has committed; the
+runner waits on it before the next message on that connection goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.errors import NewsletterError
+from newsletter.storage.delivery_log import DeliveryLog, Result
+from newsletter.storage.models import DeliveryState
+
+
+class RecordError(NewsletterError):
+    """The delivery log refused a write (disk full, database locked or gone)."""
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+_STOP = object()
+
+
+class Recorder:
+    def __init__(
+        self,
+        log: DeliveryLog,
+        loop: asyncio.AbstractEventLoop,
+        on_recorded: Callable[[int], None] = lambda finished: None,
+    ) -> None:
+        self.log = log
+        self.loop = loop
+        self.on_recorded = on_recorded
+        self.unrecorded: list[Result] = []  # results a failed commit left behind
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="delivery-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, result: Result) -> asyncio.Future:
+        future = self.loop.create_future()
+        # Marked as seen: a failure is reported through the runner's pause, once.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.put((result, future))
+        return future
+
+    def call(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """Run another write (a claim, a lease renewal) in turn with the results."""
+        future = self.loop.create_future()
+        self._queue.put(((function, args), future))
+        return future
+
+    async def close(self) -> None:
+        self._queue.put((_STOP, None))
+        await asyncio.to_thread(self._thread.join)
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            results = [(item, f) for item, f in batch if isinstance(item, Result)]
+            if results:
+                self._commit(results)
+            for item, future in batch:
+                if item is _STOP:
+                    return
+                if isinstance(item, tuple):
+                    self._run_call(item, future)
+
+    def _commit(self, items: Sequence[tuple[Result, asyncio.Future]]) -> None:
+        results = [r for r, _ in items]
+        try:
+            self.log.record(results)
+        except SQLAlchemyError as exc:
+            self.unrecorded.extend(results)
+            error = RecordError(f"cannot write the delivery log ({first_line(exc)})")
+            self.loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
+            return
+        finished = sum(r.state != DeliveryState.pending for r in results)
+        self.loop.call_soon_threadsafe(_settle, [f for _, f in items], None)
+        self.loop.call_soon_threadsafe(self.on_recorded, finished)
+
+    def _run_call(self, item: tuple, future: asyncio.Future) -> None:
+        function, args = item
+        try:
+            value = function(*args)
+        except SQLAlchemyError as exc:
+            error = RecordError(f"cannot use the delivery log ({first_line(exc)})")
+            self.loop.call_soon_threadsafe(_settle_one, future, None, error)
+        else:
+            self.loop.call_soon_threadsafe(_settle_one, future, value, None)
+
+
+def _settle(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        _settle_one(future, None, error)
+
+
+def _settle_one(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,236 @@
+"""Sending an issue: the rules every way of starting a send shares (the CLI today,
+a scheduled send in the worker tomorrow). Plan (check the issue, find or size the
+send), then run (snapshot, claim, deliver, record, pause, resume).
+
+Readers get one version of an issue: a resumed send sends the bodies stored
+when it started, even if the file was edited since (the plan says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.compose import preflight
+from newsletter.compose.issue import IssueError, load_issue
+from newsletter.compose.render import PreparedIssue, prepare
+from newsletter.compose.slots import SlotTemplate, marker, new_prefix
+from newsletter.config import Config
+from newsletter.errors import NewsletterError
+from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.mail.transport import Reply, TransportError, send_one
+from newsletter.service.interrupt import interruptible
+from newsletter.service.runner import Report, Runner
+from newsletter.storage import db, journal
+from newsletter.storage.delivery_log import (
+    Claimed,
+    DeliveryLog,
+    NewSend,
+    SendRecord,
+    exclusive,
+)
+from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.subscribers import normalize_email
+from newsletter.tokens import Signer, secret_of
+
+
+class SendRefused(NewsletterError):
+    """The issue cannot be sent as asked: check errors, nobody to send to, bad options."""
+
+
+class SendPaused(NewsletterError):
+    """The send stopped for a reason the editor must fix; running it again resumes."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Config
+    prepared: PreparedIssue
+    source_hash: str
+    existing: SendRecord | None
+    to_send: int  # deliveries still to go (a resume) or active subscribers (a new send)
+
+    @property
+    def slug(self) -> str:
+        return self.prepared.slug
+
+    @property
+    def done(self) -> bool:
+        return self.existing is not None and self.existing.state == SendState.done
+
+    @property
+    def edited(self) -> bool:
+        """The file changed since this send started (the send keeps its first version)."""
+        return self.existing is not None and self.existing.source_hash not in (
+            None,
+            self.source_hash,
+        )
+
+    @property
+    def already(self) -> int:
+        return self.existing.total - self.to_send if self.existing else 0
+
+    @property
+    def total(self) -> int:
+        return self.existing.total if self.existing else self.to_send
+
+
+@dataclass(frozen=True)
+class Outcome:
+    slug: str
+    counts: dict[DeliveryState, int]
+    report: Report
+
+    @property
+    def finished(self) -> bool:
+        return not self.report.paused and not self.counts[DeliveryState.pending]
+
+
+def delivery_log(settings: Config) -> DeliveryLog:
+    return DeliveryLog(db.connect(settings), bounce_limit=settings.smtp.bounce_limit)
+
+
+def checked_issue(settings: Config, path: Path) -> tuple[PreparedIssue, str]:
+    """The issue rendered, refused when `check` finds errors in it; and its file's hash."""
+    loaded = load_issue(path)
+    prepared = prepare(loaded, settings)
+    errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
+    if errors:
+        raise IssueError(
+            f"{loaded.path}: not sent, 'newsletter check' finds {len(errors)} error(s); "
+            "fix them first",
+            details=[f"{f.where}: {f.message}" for f in errors],
+        )
+    return prepared, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def plan(settings: Config, path: Path) -> Plan:
+    secret_of(settings)  # refuse before any work when links cannot be signed
+    prepared, source_hash = checked_issue(settings, path)
+    log = delivery_log(settings)
+    existing = log.find(prepared.slug)
+    if existing and existing.state != SendState.done:
+        log.drop_departed(existing.id)
+        to_send = log.counts(existing.id)[DeliveryState.pending]
+    elif existing:
+        to_send = 0
+    else:
+        to_send = log.active_count()
+        if to_send == 0:
+            raise SendRefused(
+                "not sent: there are no active subscribers; add some with 'newsletter "
+                "subscribers add' or 'import' (or check [database] url)"
+            )
+    return Plan(settings, prepared, source_hash, existing, to_send)
+
+
+def stored_prepared(record: SendRecord, fallback_name: str) -> PreparedIssue:
+    """The bodies a send started with, from the delivery log."""
+    return PreparedIssue(
+        slug=record.slug,
+        subject=record.subject,
+        html=SlotTemplate.parse(record.html, record.slot_prefix),
+        text=SlotTemplate.parse(record.text, record.slot_prefix),
+        fallback_name=fallback_name,
+    )
+
+
+def new_send(plan: Plan) -> NewSend:
+    prefix = new_prefix()  # stored with the text: the markers are this send's own
+    stored = {n: marker(prefix, n) for n in plan.prepared.html.names | plan.prepared.text.names}
+    return NewSend(
+        slug=plan.slug,
+        subject=plan.prepared.subject,
+        html=plan.prepared.html.fill(stored),
+        text=plan.prepared.text.fill(stored),
+        slot_prefix=prefix,
+        source_hash=plan.source_hash,
+    )
+
+
+def run(
+    plan: Plan,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> Outcome:
+    """Send (or resume) the planned issue. Ctrl-C or SIGTERM: finish the messages in
+    flight, record them, and return; a second Ctrl-C raises KeyboardInterrupt."""
+    settings = plan.settings
+    log = delivery_log(settings)
+    with exclusive(log.engine, plan.slug):
+        record = log.start(new_send(plan))
+        journal.replay(log, record.slug)
+        log.release(record.id)  # this process holds the issue's lock: older claims are stale
+        prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
+        factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
+        runner = Runner(log, record.id, factory, settings.smtp, on_progress=on_progress)
+        report = asyncio.run(interruptible(runner.run, on_stopping))
+        if report.unrecorded:
+            journal.save(log.engine, record.slug, runner.unrecorded)
+        return _close(log, record, report)
+
+
+def _close(log: DeliveryLog, record: SendRecord, report: Report) -> Outcome:
+    try:
+        log.drop_departed(record.id)
+        counts = log.counts(record.id)
+        finished = not report.paused and not counts[DeliveryState.pending]
+        log.finish(record.id, SendState.done if finished else SendState.paused)
+    except Exception as exc:  # the log is down: say so, keep the report
+        if not report.paused:
+            report.paused = f"cannot read the delivery log ({exc.__class__.__name__})"
+        counts = {state: 0 for state in DeliveryState}
+        counts[DeliveryState.pending] = -1
+    return Outcome(record.slug, counts, report)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    count: int
+    size: int
+    seconds: float
+
+
+def dry_run(settings: Config, path: Path) -> DryRun:
+    """Build every message the send would, send and record nothing."""
+    prepared, _ = checked_issue(settings, path)
+    log = delivery_log(settings)
+    existing = log.find(prepared.slug)
+    if existing:
+        prepared = stored_prepared(existing, settings.newsletter.greeting_fallback)
+    factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
+    recipients = log.iter_pending(existing.id) if existing else log.active_recipients()
+    started = time.perf_counter()
+    count = size = 0
+    for claimed in recipients:
+        size += len(factory.build(_recipient(claimed)))
+        count += 1
+    return DryRun(count, size, time.perf_counter() - started)
+
+
+def _recipient(claimed: Claimed) -> Recipient:
+    return Recipient(claimed.subscriber_id, claimed.email, claimed.name)
+
+
+def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
+    """One [TEST] copy of the issue to one address; nothing is recorded."""
+    prepared, _ = checked_issue(settings, path)
+    to = normalize_email(address)
+    factory = MessageFactory(prepared, settings, Signer(secret_of(settings)), test=True)
+    data = factory.build(Recipient(0, to, ""))
+    try:
+        reply = asyncio.run(send_one(settings.smtp, factory.domain, factory.sender, to, data))
+    except TransportError as exc:
+        raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
+    return to, reply
+
+
+def started_at(record: SendRecord) -> str:
+    moment = record.started_at
+    return f"{moment:%Y-%m-%d %H:%M}" if isinstance(moment, dt.datetime) else str(moment)
