@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 from newsletter.compose import scaffold
-from newsletter.compose.issue import load_issue
-from newsletter.compose.render import prepare
 from newsletter.config import load_config
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.service.runner import Sender
+from newsletter.service import sending
+from newsletter.service.runner import Runner
 from newsletter.storage import db
-from newsletter.storage.delivery_log import Store
+from newsletter.storage.delivery_log import DeliveryLog
 from newsletter.tokens import Signer, secret_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,17 +151,17 @@ def main() -> None:
         config = load_config(toml, environ={})
         engine = db.connect(config)
 
-        prepared = prepare(load_issue(ISSUE), config)
-        store = Store(engine)
-        info = store.start(prepared)
-        factory = MessageFactory(info.prepared, config, Signer(secret_of(config)))
+        log = DeliveryLog(engine)
+        record = log.start(sending.new_send(sending.plan(config, ISSUE)))
+        prepared = sending.stored_prepared(record, "there")
+        factory = MessageFactory(prepared, config, Signer(secret_of(config)))
         size = len(factory.build(Recipient(1, "reader1@example.com", "Reader 1")))
         fast, slow = build_times(factory)
 
         sink, sink_name = start_sink(port, folder)
         try:
             start = time.perf_counter()
-            report = asyncio.run(Sender(store, info, factory, config.smtp).run())
+            report = asyncio.run(Runner(log, record.id, factory, config.smtp).run())
             elapsed = time.perf_counter() - start
             ours = report.sent / elapsed
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -172,7 +171,7 @@ def main() -> None:
             sink.terminate()
             sink.wait()
 
-        counts = store.counts(info.id)
+        counts = log.counts(record.id)
         print(
             f"subscribers: {args.subscribers:,}; message size {size / 1024:.1f} KB; "
             f"sink: {sink_name}"

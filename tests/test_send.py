@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from conftest import use_smtp
@@ -283,16 +284,23 @@ def test_a_surprise_error_pauses_the_send_instead_of_hanging(cli, folder, sendin
 
 
 def test_a_failed_log_write_pauses_and_loses_nothing(folder, sending):
-    from sqlalchemy.exc import OperationalError
-
     class Flaky(DeliveryLog):
+        """The send's writer refuses its first commit, as a locked database would."""
+
         failures = 1
 
-        def record(self, results):
-            if self.failures:
-                self.failures -= 1
-                raise OperationalError("UPDATE", {}, Exception("database is locked"))
-            super().record(results)
+        def writer(self):
+            writer = super().writer()
+            real = writer.record
+
+            def record(results):
+                if self.failures:
+                    self.failures -= 1
+                    raise sqlite3.OperationalError("database is locked")
+                real(results)
+
+            writer.record = record
+            return writer
 
     _, runner = started(folder, Flaky)
     report = asyncio.run(runner.run())

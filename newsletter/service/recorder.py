@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from newsletter.errors import NewsletterError
 from newsletter.storage.delivery_log import DeliveryLog, Result
@@ -33,6 +34,14 @@ def first_line(exc: BaseException) -> str:
 
 
 _STOP = object()
+# The writer speaks DB-API directly, so the drivers' own errors reach it unwrapped.
+DBAPI_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+try:
+    import psycopg
+
+    DBAPI_ERRORS += (psycopg.Error,)
+except ImportError:  # the [postgres] extra is not installed
+    pass
 
 
 class Recorder:
@@ -68,6 +77,18 @@ class Recorder:
         await asyncio.to_thread(self._thread.join)
 
     def _work(self) -> None:
+        try:
+            self._writer = self.log.writer()
+        except SQLAlchemyError as exc:
+            self._writer = None
+            self._broken = RecordError(f"cannot open the delivery log ({first_line(exc)})")
+        try:
+            self._loop_until_stopped()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    def _loop_until_stopped(self) -> None:
         while True:
             batch = [self._queue.get()]
             while True:
@@ -87,10 +108,16 @@ class Recorder:
     def _commit(self, items: Sequence[tuple[Result, asyncio.Future]]) -> None:
         results = [r for r, _ in items]
         try:
-            self.log.record(results)
-        except SQLAlchemyError as exc:
+            if self._writer is None:
+                raise self._broken
+            self._writer.record(results)
+        except (DBAPIError, RecordError, *DBAPI_ERRORS) as exc:
             self.unrecorded.extend(results)
-            error = RecordError(f"cannot write the delivery log ({first_line(exc)})")
+            error = (
+                exc
+                if isinstance(exc, RecordError)
+                else RecordError(f"cannot write the delivery log ({first_line(exc)})")
+            )
             self.loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
             return
         finished = sum(r.state != DeliveryState.pending for r in results)

@@ -19,13 +19,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Engine, func, insert, literal, or_, select, update
 
 from newsletter.storage import db
 from newsletter.storage.locks import SendBusy, exclusive
 from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
 from newsletter.storage.models import utcnow as now
-from newsletter.storage.subscribers import mark_bounced
+from newsletter.storage.result_writer import ResultWriter
 
 __all__ = ["Claimed", "DeliveryLog", "NewSend", "Result", "SendBusy", "SendRecord", "exclusive"]
 
@@ -76,23 +76,6 @@ class NewSend:
     text: str
     slot_prefix: str
     source_hash: str
-
-
-def _record_statement(final: bool):
-    values = {
-        "state": bindparam("state"),
-        "attempts": bindparam("attempts"),
-        "last_reply": bindparam("reply"),
-        "message_id": bindparam("mid"),
-        "sent_at": bindparam("sent_at"),
-    }
-    if final:  # a retried delivery keeps its claim; a finished one lets it go
-        values |= {"claimed_by": None, "lease_until": None}
-    table = Delivery.__table__
-    return update(table).where(table.c.id == bindparam("did")).values(**values)
-
-
-_RECORD_FINAL, _RECORD_RETRY = _record_statement(True), _record_statement(False)
 
 
 class DeliveryLog:
@@ -219,28 +202,19 @@ class DeliveryLog:
         with db.session(self.engine) as s:
             return s.execute(query.values(claimed_by=None, lease_until=None)).rowcount
 
+    def writer(self) -> ResultWriter:
+        """A writer of results on a connection of its own (close it when done)."""
+        return ResultWriter(self.engine, self.bounce_limit)
+
     def record(self, results: Sequence[Result]) -> None:
-        """Write results in one transaction."""
+        """Write results in one transaction (a retried delivery stays claimed)."""
         if not results:
             return
-        stamp = now()
-        final: list[dict] = []
-        retry: list[dict] = []
-        for r in results:
-            (retry if r.state == DeliveryState.pending else final).append(
-                {
-                    "did": r.delivery_id, "state": r.state, "attempts": r.attempts,
-                    "reply": r.reply[:500], "mid": r.message_id,
-                    "sent_at": stamp if r.state == DeliveryState.sent else None,
-                }
-            )  # fmt: skip
-        bounced = [r.subscriber_id for r in results if r.state == DeliveryState.bounced]
-        with db.session(self.engine) as s:
-            connection = s.connection()
-            for statement, params in ((_RECORD_FINAL, final), (_RECORD_RETRY, retry)):
-                if params:
-                    connection.execute(statement, params)
-            mark_bounced(s, bounced, self.bounce_limit)
+        writer = self.writer()
+        try:
+            writer.record(results)
+        finally:
+            writer.close()
 
     def drop_departed(self, send_id: int) -> int:
         """Close the pending deliveries of people who left since the send started."""

@@ -1,0 +1,73 @@
+"""Recording results, the send's hottest write: plain DB-API statements on a
+connection of the writer's own, so each commit costs little more than the
+database's own work (an ORM session per result would cost more than its commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from newsletter.storage.models import DeliveryState, Status, utcnow
+
+if TYPE_CHECKING:
+    from newsletter.storage.delivery_log import Result
+
+_FINAL = (
+    "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m}, message_id = {m}, "
+    "sent_at = {m}, claimed_by = NULL, lease_until = NULL WHERE id = {m}"
+)
+# A retried delivery keeps its claim: the runner that holds it tries again.
+_RETRY = "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m} WHERE id = {m}"
+_BOUNCE = "UPDATE subscribers SET bounce_count = bounce_count + 1 WHERE id = {m}"
+_BOUNCED = "UPDATE subscribers SET status = {m} WHERE id = {m} AND bounce_count >= {m}"
+
+
+class ResultWriter:
+    def __init__(self, engine: Engine, bounce_limit: int) -> None:
+        self.bounce_limit = bounce_limit
+        self._sqlite = engine.dialect.name == "sqlite"
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._sql = {name: sql.format(m=mark) for name, sql in _STATEMENTS.items()}
+        self._connection = engine.raw_connection()
+
+    def record(self, results: Sequence[Result]) -> None:
+        """Write results in one transaction; on failure nothing of it is kept."""
+        stamp = self._stamp()
+        final, retry, bounced = [], [], []
+        for r in results:
+            reply = r.reply[:500]
+            if r.state == DeliveryState.pending:
+                retry.append((r.state.value, r.attempts, reply, r.delivery_id))
+                continue
+            sent_at = stamp if r.state == DeliveryState.sent else None
+            final.append((r.state.value, r.attempts, reply, r.message_id, sent_at, r.delivery_id))
+            if r.state == DeliveryState.bounced:
+                bounced.append(r.subscriber_id)
+        cursor = self._connection.cursor()
+        try:
+            for name, rows in (("final", final), ("retry", retry)):
+                if rows:
+                    cursor.executemany(self._sql[name], rows)
+            if bounced:
+                cursor.executemany(self._sql["bounce"], [(i,) for i in bounced])
+                marked = [(Status.bounced.value, i, self.bounce_limit) for i in bounced]
+                cursor.executemany(self._sql["bounced"], marked)
+            self._connection.commit()
+        except BaseException:
+            self._connection.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _stamp(self):
+        now = utcnow()
+        # SQLAlchemy keeps SQLite datetimes as naive UTC text in this exact form.
+        return now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now
+
+
+_STATEMENTS = {"final": _FINAL, "retry": _RETRY, "bounce": _BOUNCE, "bounced": _BOUNCED}
