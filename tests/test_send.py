@@ -424,3 +424,41 @@ def test_starttls_is_used_and_the_certificate_verified(cli, folder, tmp_path):
         trusted = cli("send", ISSUE, "--yes")
         assert trusted.exit_code == 0, trusted.output
         assert len(server.handler.received) == 1
+
+
+def test_a_full_disk_stops_the_send_and_resume_sends_nobody_twice(cli, folder, smtp):
+    """The log refuses every write from some point on (the disk filled up): the send
+    stops at once, keeps the few results it could not write beside the database, and
+    the resume, on a disk with room again, sends each reader exactly one copy."""
+    use_smtp(folder, smtp.port, connections=3)
+    (folder / "list.csv").write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(120)))
+    assert cli("subscribers", "import", "list.csv").exit_code == 0
+
+    class DiskFills(DeliveryLog):
+        room = 40  # results written before the disk is full
+
+        def writer(self):
+            writer = super().writer()
+            real = writer.record
+
+            def record(results):
+                if self.room < len(results):
+                    raise sqlite3.OperationalError("database or disk is full")
+                self.room -= len(results)
+                real(results)
+
+            writer.record = record
+            return writer
+
+    config = load_config(folder / "newsletter.toml", environ={})
+    plan = service.plan(config, folder / ISSUE)
+    outcome = service.run(plan, log=DiskFills(db.connect(config)))
+    assert outcome.report.paused.startswith("cannot write the delivery log (database or disk")
+    assert 0 < outcome.report.unrecorded <= 3  # one per connection at most
+    assert len(smtp.handler.received) < 120  # it stopped, it did not push on
+
+    result = cli("send", ISSUE, "--yes")
+    assert "Done: 120 sent, 0 bounced, 0 failed." in result.output, result.output
+    copies = smtp.handler.by_rcpt()
+    assert len(copies) == 120
+    assert [r for r, c in copies.items() if len(c) != 1] == []

@@ -158,11 +158,13 @@ def run(
     *,
     on_progress: Callable[[int], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    log: DeliveryLog | None = None,
 ) -> Outcome:
     """Send (or resume) the planned issue. Ctrl-C or SIGTERM: finish the messages in
-    flight, record them, and return; a second Ctrl-C raises KeyboardInterrupt."""
+    flight, record them, and return; a second Ctrl-C raises KeyboardInterrupt.
+    `log` replaces the configured delivery log (tests use it to inject faults)."""
     settings = plan.settings
-    log = delivery_log(settings)
+    log = log or delivery_log(settings)
     with exclusive(log.engine, plan.slug):
         record = log.start(new_send(plan))
         journal.replay(log, record.slug)
