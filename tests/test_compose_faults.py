@@ -118,7 +118,7 @@ FAULTS = [
 
 
 @pytest.mark.parametrize(("text", "expected"), FAULTS)
-def test_bad_file_is_a_one_line_error_from_check_and_preview(write_issue, cli, text, expected):
+def test_bad_file_is_a_one_line_error_from_check_preview_and_send(write_issue, cli, text, expected):
     write_issue(text, SHORT)
     where = f"issues/{SHORT}"
     checked = cli("check", where)
@@ -131,6 +131,10 @@ def test_bad_file_is_a_one_line_error_from_check_and_preview(write_issue, cli, t
     assert previewed.exit_code == 1, previewed.output
     assert previewed.stderr.startswith(f"error: {where}{expected}")
     assert "MJML" not in previewed.output
+
+    sent = cli("send", where, "--dry-run")
+    assert sent.exit_code == 1, sent.output
+    assert sent.stderr.startswith(f"error: {where}{expected}")
 
 
 @pytest.mark.parametrize("character", ["\t", "\r"])

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from newsletter.compose import content
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, shown
 from newsletter.fields import (
     OneLine,
     Text,
@@ -146,6 +146,14 @@ def load_issue(path: Path) -> Issue:
             "to lowercase letters, digits and hyphens, like 2026-11-30-b2b-flip-flop.md"
         )
     return Issue(path, path.stem, meta, body_parts, text, body_line, lines)
+
+
+def issue_files(root: Path) -> list[Path]:
+    """Every issue in the folder's issues/, oldest first, as the editor would type them."""
+    paths = sorted((root / "issues").glob("*.md"))
+    if not paths:
+        raise IssueError(f"{shown(root / 'issues')}: has no issues yet; run 'newsletter new'")
+    return [Path(shown(p)) for p in paths]
 
 
 def _read(path: Path) -> str:
