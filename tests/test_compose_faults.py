@@ -62,7 +62,7 @@ FAULTS = [
     ),
     pytest.param(
         HEAD + BODY + "\nA C1 control\x9b here.\n",
-        ":10: contains the control character U+009B",
+        ":10: contains the control character U+009B (a C1 control character); delete it",
         id="c1-in-body",
     ),
     pytest.param(
@@ -78,8 +78,18 @@ FAULTS = [
     ),
     pytest.param(
         HEAD + "closing: a\ufffeb\n" + BODY,
-        ":4: front matter: contains the character U+FFFE, which YAML does not allow; delete it",
+        ":4: contains the character U+FFFE (a Unicode noncharacter); delete it",
         id="noncharacter-in-front-matter",
+    ),
+    pytest.param(
+        HEAD + BODY + "\nA\uffffB\n",
+        ":10: contains the character U+FFFF (a Unicode noncharacter); delete it",
+        id="noncharacter-in-body",
+    ),
+    pytest.param(
+        HEAD + BODY + "\nA\u202eB\n",
+        ":10: contains the control character U+202E (RIGHT-TO-LEFT OVERRIDE); delete it",
+        id="bidi-override-in-body",
     ),
     pytest.param(
         HEAD.encode() + b"closing: caf\xe9\n" + BODY.encode(),

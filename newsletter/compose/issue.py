@@ -199,10 +199,7 @@ def _refuse_controls(path: Path, text: str) -> None:
     found = first_control(text)
     if found:
         line = text.count("\n", 0, found.start()) + 1
-        raise IssueError(
-            f"{path}:{line}: contains the control character "
-            f"{describe_control(found.group())}; delete it"
-        )
+        raise IssueError(f"{path}:{line}: contains {describe_control(found.group())}; delete it")
 
 
 def _split(path: Path, text: str) -> tuple[str, str, int]:
@@ -224,7 +221,7 @@ def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, in
     try:
         node, data = _compose_and_load(path, front)
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, front, exc) from None
+        raise _yaml_error(path, exc) from None
     except RecursionError:  # MAX_DEPTH should stop it first; never a traceback regardless
         raise IssueError(
             f"{path}:2: front matter: is nested too deeply; expected 'key: value' fields"
@@ -260,14 +257,8 @@ def _alias_error(path: Path, mark: yaml.Mark, kind: str) -> IssueError:
     )
 
 
-def _yaml_error(path: Path, front: str, exc: yaml.YAMLError) -> IssueError:
-    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses outright
-        line = front.count("\n", 0, max(exc.position, 0)) + 2
-        return IssueError(
-            f"{path}:{line}: front matter: contains the character U+{exc.character:04X}, "
-            "which YAML does not allow; delete it"
-        )
-    if not isinstance(exc, yaml.MarkedYAMLError):
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> IssueError:
+    if not isinstance(exc, yaml.MarkedYAMLError):  # _refuse_controls leaves none known
         return IssueError(
             f"{path}:2: front matter: cannot be read as YAML ({exc}); expected 'key: value' lines"
         )
