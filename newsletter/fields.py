@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel
 
-# C0 and C1 controls and the Unicode line/paragraph separators: all of them
-# can break a mail header, and none belongs in a single line of text.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, the Unicode line/paragraph separators and bidi overrides:
+# all of them can break a mail header, and none belongs in a single line of
+# text. U+FFFE and U+FFFF are no characters at all; YAML and MJML refuse them.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
+# Text of several lines may hold tab and line ends, and nothing else CONTROL matches.
+_CONTROL_IN_TEXT = re.compile(r"(?![\t\n\r])" + CONTROL.pattern)
+# fmt: off
+_C0_NAMES = [
+    "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR",
+    "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB",
+    "ESC", "FS", "GS", "RS", "US",
+]
+# fmt: on
 
 
 def _single_line(value: str) -> str:
@@ -21,6 +32,30 @@ def _single_line(value: str) -> str:
         raise ValueError(
             "contains a line break or control character; expected a single line of text"
         )
+    return value
+
+
+def first_control(text: str) -> re.Match[str] | None:
+    """The first character CONTROL forbids in text of several lines (tab and line ends are fine)."""
+    return _CONTROL_IN_TEXT.search(text)
+
+
+def describe_control(char: str) -> str:
+    """'the control character U+001B (ESC)': the code point and its name, as a
+    reader can look it up."""
+    code = ord(char)
+    if code in (0xFFFE, 0xFFFF):
+        return f"the character U+{code:04X} (a Unicode noncharacter)"
+    name = _C0_NAMES[code] if code < 0x20 else "DEL" if code == 0x7F else None
+    name = name or unicodedata.name(char, "a C1 control character")
+    return f"the control character U+{code:04X} ({name})"
+
+
+def _text(value: str) -> str:
+    # Terminal escapes and other controls break the MJML compiler and mean nothing to a reader.
+    found = first_control(value)
+    if found:
+        raise ValueError(f"contains {describe_control(found.group())}; delete it")
     return value
 
 
@@ -35,6 +70,7 @@ def _web_url(value: str) -> str:
 
 OneLine = Annotated[str, AfterValidator(_single_line)]
 WebUrl = Annotated[str, AfterValidator(_web_url)]
+Text = Annotated[str, AfterValidator(_text)]
 
 
 def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
+from newsletter.compose.issue import load_issue
 from newsletter.compose.preflight import check_file
+from newsletter.compose.render import prepare, public_fill
 from newsletter.config import load_config
 
 SHORT = "2026-12-01-short-one.md"
@@ -144,3 +146,36 @@ def test_postal_address_with_apostrophe_or_lines_is_recognised(folder, write_iss
 def test_a_folder_given_as_issue_is_an_error_not_a_crash(folder, config):
     (finding,) = found(folder / "issues", config)
     assert "is a folder" in finding
+
+
+def issue_with_html_of(write_issue, config, size: int):
+    """An issue whose rendered HTML is exactly `size` bytes: one paragraph of
+    plain ASCII words adds exactly its length to the page."""
+
+    def write(length: int):
+        padding = ("lorem " * length)[: length - 1] + "."
+        return write_issue(MINIMAL_ISSUE + "\n" + padding + "\n", SHORT)
+
+    def html_size(path) -> int:
+        return len(public_fill(prepare(load_issue(path), config), config).html.encode())
+
+    base = html_size(write(1000))
+    path = write(1000 + size - base)
+    assert html_size(path) == size
+    return path
+
+
+def test_html_near_gmail_clip_limit_is_a_warning_and_over_it_an_error(write_issue, config):
+    limit = 102 * 1024
+    threshold = int(limit * 0.85)  # 88,780.8 bytes: warn from 88,781 on
+    for size, expected in [
+        (threshold, []),
+        (threshold + 1, ["warning: the HTML is 87 KB, close to Gmail's 102 KB clipping limit"]),
+        (limit, ["warning: the HTML is 102 KB, close to Gmail's 102 KB clipping limit"]),
+        (limit + 1, ["error: the HTML is 102 KB, over Gmail's 102 KB limit: Gmail would clip"]),
+    ]:
+        path = issue_with_html_of(write_issue, config, size)
+        findings = found(path, config)
+        assert len(findings) == len(expected), (size, findings)
+        for finding, start in zip(findings, expected, strict=True):
+            assert finding.startswith(f"{path}: {start}"), (size, finding)

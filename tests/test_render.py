@@ -159,8 +159,22 @@ def test_script_in_a_field_is_escaped_everywhere(write_issue, config):
     assert "&lt;img src=x onerror=alert(2)&gt;" in out.html
 
 
-def test_html_is_under_gmail_clipping_limit(filled):
-    assert len(filled.html.encode()) < 102 * 1024
+def test_html_is_under_gmail_clipping_limit(write_issue, config):
+    # Gmail hides everything past 102 KB, footer and unsubscribe link included.
+    # The markup each article adds must leave room for a long issue: every
+    # front-matter section and ten articles of some 330 words each (five times
+    # the reference issue) must still arrive whole.
+    paragraph = "Every January sales says the leads are not good enough. " * 6
+    article = (
+        "\n\n".join([paragraph] * 5) + "\n\n> Strategy is about making choices.\n— M. Porter\n"
+    )
+    body = "".join(f"\n## Article {n}\n\n{article}" for n in range(10))
+    assert len((FULL_ISSUE + body).split()) > 3000
+    out = prepare(load_issue(write_issue(FULL_ISSUE + body)), config).fill(
+        name="Ana", unsubscribe_url=UNSUB, web_url=WEB
+    )
+    assert "Article 9" in visible_text(out.html)
+    assert len(out.html.encode()) < 102 * 1024
 
 
 def test_template_syntax_error_names_template_and_line(folder, write_issue, config):

@@ -1,4 +1,8 @@
-"""Composing: init, new, check and preview. Each command is a few lines over one core call."""
+"""Composing: init, new, check and preview. Each command is a few lines over one core call.
+
+Only typer and the standard library load with this module: the compose stage
+(Jinja2, MJML, pydantic, YAML) is imported inside each command, so that
+`newsletter --help` starts at once."""
 
 from __future__ import annotations
 
@@ -10,12 +14,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.common import ConfigOption, issue_path, reports_errors
-from newsletter.compose import preflight, scaffold
-from newsletter.compose.issue import IssueError, load_issue
-from newsletter.compose.render import prepare, public_fill
-from newsletter.config import Config, load_config
-from newsletter.devtools import screenshots
-from newsletter.errors import NewsletterError, shown
+from newsletter.errors import shown
 
 app = typer.Typer()
 
@@ -28,6 +27,8 @@ def init(
     ] = Path("."),
 ) -> None:
     """Create a newsletter folder: config, secrets, templates and an example issue."""
+    from newsletter.compose import scaffold
+
     created = scaffold.init(folder)
     typer.echo(f"Created a newsletter in {folder}/:")
     for path in created:
@@ -46,6 +47,9 @@ def new(
     config: ConfigOption = None,
 ) -> None:
     """Start next week's issue: a file with every section stubbed and explained."""
+    from newsletter.compose import scaffold
+    from newsletter.config import load_config
+
     settings = load_config(config)
     path = scaffold.new_issue(
         settings, date=scaffold.parse_date(date), title=title, today=dt.date.today()
@@ -69,19 +73,14 @@ def check(
     config: ConfigOption = None,
 ) -> None:
     """Validate and preflight issues: schema, size, links, alt text, footer, leftovers."""
+    from newsletter.compose.preflight import check_files
+    from newsletter.config import load_config
+
     settings = load_config(config)
-    paths = [issue_path(p, settings) for p in issues] if issues else _all_issues(settings)
-    errors = warnings = 0
-    for path in paths:
-        findings = preflight.check_file(path, settings)
-        for finding in findings:
-            typer.echo(str(finding))
-        errors += sum(f.level == "error" for f in findings)
-        warnings += sum(f.level == "warning" for f in findings)
-        if not findings:
-            typer.echo(f"{shown(path)}: ok")
-    typer.echo(f"Checked {len(paths)} issue(s): {errors} error(s), {warnings} warning(s).")
-    if errors or (strict and warnings):
+    checked = check_files([issue_path(p, settings) for p in issues or []], settings)
+    for line in checked.report():
+        typer.echo(line)
+    if checked.failed(strict):
         raise typer.Exit(1)
 
 
@@ -100,45 +99,28 @@ def preview(
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to SLUG.html and SLUG.txt, as a reader without a name gets it."""
+    from newsletter.compose.preview import write_preview
+    from newsletter.config import load_config
+
     settings = load_config(config)
-    prepared = prepare(load_issue(issue_path(issue, settings)), settings)
-    filled = public_fill(prepared, settings)
-    out_dir = out or settings.root / "build"
-    html_file, text_file = out_dir / f"{prepared.slug}.html", out_dir / f"{prepared.slug}.txt"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        html_file.write_text(filled.html, encoding="utf-8")
-        text_file.write_text(filled.text, encoding="utf-8")
-    except OSError as exc:
-        raise PreviewError(
-            f"{shown(exc.filename or out_dir)}: cannot write the preview ({exc.strerror}); "
-            "choose another folder with --out"
-        ) from None
-    size = len(filled.html.encode()) / 1024
-    typer.echo(f"HTML:  {shown(html_file)} ({size:.0f} KB)")
-    typer.echo(f"Text:  {shown(text_file)}")
+    written = write_preview(issue_path(issue, settings), settings, out)
+    typer.echo(f"HTML:  {shown(written.html)} ({written.size / 1024:.0f} KB)")
+    typer.echo(f"Text:  {shown(written.text)}")
     if shots:
-        if screenshots.browser_available():
-            for label, path in screenshots.take(html_file, out_dir, prepared.slug).items():
-                typer.echo(f"{label.capitalize() + ':':<6} {shown(path)}")
-        else:
-            typer.echo(
-                "Screenshots skipped: Chromium is not installed; run "
-                "'sudo apt-get install chromium' and try again.",
-                err=True,
-            )
+        _screenshots(written.html, written.folder, written.slug)
     if open_:
-        webbrowser.open(html_file.resolve().as_uri())
+        webbrowser.open(written.html.resolve().as_uri())
 
 
-class PreviewError(NewsletterError):
-    """The preview cannot be written where asked."""
+def _screenshots(html_file: Path, folder: Path, slug: str) -> None:
+    from newsletter.devtools import screenshots
 
-
-def _all_issues(settings: Config) -> list[Path]:
-    paths = sorted((settings.root / "issues").glob("*.md"))
-    if not paths:
-        raise IssueError(
-            f"{shown(settings.root / 'issues')}: has no issues yet; run 'newsletter new'"
+    if not screenshots.browser_available():
+        typer.echo(
+            "Screenshots skipped: Chromium is not installed; run "
+            "'sudo apt-get install chromium' and try again.",
+            err=True,
         )
-    return [Path(shown(p)) for p in paths]
+        return
+    for label, path in screenshots.take(html_file, folder, slug).items():
+        typer.echo(f"{label.capitalize() + ':':<6} {shown(path)}")

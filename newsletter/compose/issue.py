@@ -15,10 +15,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from newsletter.compose import content
-from newsletter.errors import NewsletterError
-from newsletter.fields import OneLine, WebUrl, dotted, explain
+from newsletter.errors import NewsletterError, shown
+from newsletter.fields import (
+    OneLine,
+    Text,
+    WebUrl,
+    describe_control,
+    dotted,
+    explain,
+    first_control,
+)
 
 MAX_BYTES = 1_000_000
+# The deepest real field is four levels down (fields → quotes → item → text);
+# a cap far below Python's recursion limit keeps hostile nesting a plain error.
+MAX_DEPTH = 20
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 # "We are #1" in YAML is "We are" plus a comment. A real comment has a space after '#'.
 _CUT_BY_COMMENT = re.compile(r"^[ \t]+#[^\s#]")
@@ -34,7 +45,7 @@ class _Strict(BaseModel):
 
 class OnThisDate(_Strict):
     year: int = Field(ge=1, le=2200)
-    text: str = Field(min_length=1, max_length=1000)
+    text: Text = Field(min_length=1, max_length=1000)
     link: WebUrl | None = None
 
 
@@ -42,11 +53,11 @@ class ThemeSong(_Strict):
     title: OneLine = Field(min_length=1, max_length=200)
     artist: OneLine = Field(min_length=1, max_length=200)
     url: WebUrl
-    note: str = Field("", max_length=2000)
+    note: Text = Field("", max_length=2000)
 
 
 class QuoteItem(_Strict):
-    text: str = Field(min_length=1, max_length=2000)
+    text: Text = Field(min_length=1, max_length=2000)
     author: OneLine = Field(min_length=1, max_length=200)
     source: WebUrl | None = None
 
@@ -59,7 +70,7 @@ class FrontMatter(_Strict):
     on_this_date: OnThisDate | None = None
     theme_song: ThemeSong | None = None
     quotes: list[QuoteItem] = []
-    closing: str | None = Field(None, max_length=5000)
+    closing: Text | None = Field(None, max_length=5000)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,31 @@ class Issue:
 
 class _Loader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so that pydantic (not a YAML
-    constructor exception) reports a date like 2026-13-01."""
+    constructor exception) reports a date like 2026-13-01; and that refuses,
+    before building anything, anchors and aliases (a few lines of them expand to
+    gigabytes, and an issue never needs them) and nesting deeper than MAX_DEPTH."""
+
+    def __init__(self, stream: str, path: Path) -> None:
+        super().__init__(stream)
+        self.path = path
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        alias = isinstance(event, yaml.AliasEvent)
+        if alias or getattr(event, "anchor", None):
+            raise _alias_error(self.path, event.start_mark, "alias" if alias else "anchor")
+        if self.depth >= MAX_DEPTH:
+            raise IssueError(
+                f"{self.path}:{event.start_mark.line + 2}: front matter: is nested more than "
+                f"{MAX_DEPTH} levels deep; expected 'key: value' fields with lists a level or "
+                "two below them"
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -89,6 +124,7 @@ _Loader.yaml_implicit_resolvers = {
 
 def load_issue(path: Path) -> Issue:
     text = _read(path)
+    _refuse_controls(path, text)
     front, body, body_line = _split(path, text)
     data, lines = _parse_front(path, front)
     try:
@@ -110,6 +146,14 @@ def load_issue(path: Path) -> Issue:
             "to lowercase letters, digits and hyphens, like 2026-11-30-b2b-flip-flop.md"
         )
     return Issue(path, path.stem, meta, body_parts, text, body_line, lines)
+
+
+def issue_files(root: Path) -> list[Path]:
+    """Every issue in the folder's issues/, oldest first, as the editor would type them."""
+    paths = sorted((root / "issues").glob("*.md"))
+    if not paths:
+        raise IssueError(f"{shown(root / 'issues')}: has no issues yet; run 'newsletter new'")
+    return [Path(shown(p)) for p in paths]
 
 
 def _read(path: Path) -> str:
@@ -149,6 +193,15 @@ def _read(path: Path) -> str:
     return text
 
 
+def _refuse_controls(path: Path, text: str) -> None:
+    """A terminal escape or a NUL pasted into the file would otherwise surface
+    as a YAML or MJML error that names neither the line nor the character."""
+    found = first_control(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
+        raise IssueError(f"{path}:{line}: contains {describe_control(found.group())}; delete it")
+
+
 def _split(path: Path, text: str) -> tuple[str, str, int]:
     lines = text.split("\n")
     if lines[0].strip() != "---":
@@ -166,17 +219,12 @@ def _split(path: Path, text: str) -> tuple[str, str, int]:
 
 def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, int]]:
     try:
-        node = yaml.compose(front, Loader=_Loader)
-        data = yaml.load(front, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.MarkedYAMLError as exc:
-        # For an unclosed quote the problem is at the end of the file; the quote
-        # itself is where the scanner says it started.
-        quoted = "quoted scalar" in (exc.context or "")
-        mark = (exc.context_mark if quoted else None) or exc.problem_mark or exc.context_mark
-        line = mark.line + 2 if mark else 2
+        node, data = _compose_and_load(path, front)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    except RecursionError:  # MAX_DEPTH should stop it first; never a traceback regardless
         raise IssueError(
-            f"{path}:{line}: front matter: YAML syntax error ({exc.problem}); expected "
-            "'key: value' lines, with text that holds ': ' or '#' in quotes"
+            f"{path}:2: front matter: is nested too deeply; expected 'key: value' fields"
         ) from None
     if data is None:
         data = {}
@@ -189,6 +237,43 @@ def _parse_front(path: Path, front: str) -> tuple[dict[str, Any], dict[tuple, in
     if node is not None:
         _walk(path, node, (), lines, front.split("\n"))
     return data, lines
+
+
+def _compose_and_load(path: Path, front: str) -> tuple[yaml.Node | None, Any]:
+    """One parse gives both the nodes (for line numbers) and the data."""
+    loader = _Loader(front, path)  # reads, and checks every character, at once
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _alias_error(path: Path, mark: yaml.Mark, kind: str) -> IssueError:
+    sign = "*" if kind == "alias" else "&"
+    return IssueError(
+        f"{path}:{mark.line + 2}: front matter: a value starting with {sign!r} is a YAML {kind}, "
+        "which issues do not use; put the text in quotes, or write the value out in full"
+    )
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> IssueError:
+    if not isinstance(exc, yaml.MarkedYAMLError):  # _refuse_controls leaves none known
+        return IssueError(
+            f"{path}:2: front matter: cannot be read as YAML ({exc}); expected 'key: value' lines"
+        )
+    for kind in ("alias", "anchor"):
+        if exc.context == f"while scanning an {kind}" and exc.context_mark:
+            return _alias_error(path, exc.context_mark, kind)  # e.g. a title of *Bold*
+    # For an unclosed quote the problem is at the end of the file; the quote
+    # itself is where the scanner says it started.
+    quoted = "quoted scalar" in (exc.context or "")
+    mark = (exc.context_mark if quoted else None) or exc.problem_mark or exc.context_mark
+    line = mark.line + 2 if mark else 2
+    return IssueError(
+        f"{path}:{line}: front matter: YAML syntax error ({exc.problem}); expected "
+        "'key: value' lines, with text that holds ': ' or '#' in quotes"
+    )
 
 
 def _walk(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int], text: list[str]) -> None:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import lxml.html
 
-from newsletter.compose.issue import Issue, IssueError, load_issue
+from newsletter.compose.issue import Issue, IssueError, issue_files, load_issue
 from newsletter.compose.render import Filled, PreparedIssue, prepare, public_fill
 from newsletter.config import Config
+from newsletter.errors import shown
 
 GMAIL_CLIP_BYTES = 102 * 1024
 _TODO = re.compile(r"\bTODO\b")
@@ -29,6 +31,37 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.level}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `newsletter check` found in each file it was given, in order."""
+
+    results: tuple[tuple[Path, tuple[Finding, ...]], ...]
+
+    def count(self, level: str) -> int:
+        return sum(f.level == level for _, findings in self.results for f in findings)
+
+    def failed(self, strict: bool = False) -> bool:
+        """Errors block a send; with `strict`, so do warnings."""
+        return bool(self.count("error") or (strict and self.count("warning")))
+
+    def report(self) -> list[str]:
+        """One line per finding (or 'FILE: ok'), then the totals."""
+        lines = []
+        for path, findings in self.results:
+            lines += [str(f) for f in findings] or [f"{shown(path)}: ok"]
+        errors, warnings = self.count("error"), self.count("warning")
+        lines.append(
+            f"Checked {len(self.results)} issue(s): {errors} error(s), {warnings} warning(s)."
+        )
+        return lines
+
+
+def check_files(paths: list[Path] | None, config: Config) -> Checked:
+    """Check the given issue files, or with none given, every issue in issues/."""
+    paths = paths or issue_files(config.root)
+    return Checked(tuple((path, tuple(check_file(path, config))) for path in paths))
 
 
 def check_file(path, config: Config) -> list[Finding]:
