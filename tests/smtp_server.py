@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email import policy
 
@@ -35,6 +36,8 @@ class ScriptedHandler:
     data_replies: dict[str, list] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     transactions: int = 0
+    sessions: int = 0  # EHLOs: one per connection
+    rcpt_times: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, address: str, *replies, at: str = "rcpt") -> None:
@@ -49,9 +52,13 @@ class ScriptedHandler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        with self.lock:
+            self.sessions += 1
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            self.rcpt_times.setdefault(address, []).append(time.monotonic())
         reply = self._next(self.rcpt_replies, address)
         if reply == "drop":
             server.transport.close()

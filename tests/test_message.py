@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import subprocess
 from email import policy
 
+import dkim
 import pytest
 from conftest import FULL_ISSUE
 
@@ -126,8 +128,8 @@ def test_test_copy_is_marked_and_has_its_own_message_id(factory, config):
     assert one["Message-ID"] != two["Message-ID"]
 
 
-def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, folder, config):
-    dkim = pytest.importorskip("dkim")
+def with_dkim_key(folder) -> bytes:
+    """Configure a fresh 2048-bit RSA key; returns the DNS TXT record that verifies it."""
     key = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
     public = subprocess.run(
         ["openssl", "rsa", "-pubout", "-outform", "DER"], input=key, capture_output=True, check=True
@@ -138,6 +140,12 @@ def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, fol
         toml.read_text()
         + '\n[dkim]\nselector = "nl"\ndomain = "news.example.com"\nkey_file = "dkim.pem"\n'
     )
+    return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, folder, config):
+    record = with_dkim_key(folder)
+    toml = folder / "newsletter.toml"
     signed = MessageFactory(factory.prepared, load_config(toml, environ={}), Signer(SECRET)).build(
         RECIPIENTS[0]
     )
@@ -145,9 +153,6 @@ def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, fol
     signed_headers = next(p for p in str(header).replace(" ", "").split(";") if p.startswith("h="))
     assert "list-unsubscribe:" in signed_headers.lower()
     assert "list-unsubscribe-post" in signed_headers.lower()
-    import base64
-
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
     tampered = signed.replace(
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x"
@@ -183,3 +188,20 @@ def test_factory_output_is_already_wire_ready(factory):
     for recipient in RECIPIENTS:
         data = factory.build(recipient)
         assert wire_format(data) == data  # so the sender may skip the scan
+
+
+@pytest.mark.parametrize("kind", ["confirm", "welcome"])
+def test_transactional_mail_is_signed_like_an_issue(folder, kind):
+    from newsletter.service.notify import build_email
+
+    record = with_dkim_key(folder)
+    config = load_config(folder / "newsletter.toml", environ={})
+    url = "https://news.example.com/confirm?token=abc"
+    data = build_email(config, kind, "ana@example.com", 7, confirm_url=url)
+    message = parse(data)
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert ("List-Unsubscribe" in message) == (kind == "welcome")  # not yet on the list
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    if kind == "confirm":
+        text = message.get_body(("plain",)).get_content()
+        assert url in text and "[[" not in text  # the slot was filled

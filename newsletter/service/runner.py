@@ -26,11 +26,12 @@ from newsletter.mail.message import MessageError, MessageFactory, Recipient
 from newsletter.mail.transport import AuthError, Connection, Reply, TransportError
 from newsletter.service.pacing import Backoff, Pacer, RetryQueue
 from newsletter.service.recorder import Recorder, RecordError
-from newsletter.storage.delivery_log import Claimed, DeliveryLog, Result
+from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Result
 from newsletter.storage.models import DeliveryState
 
 CLAIM_BATCH = 500  # deliveries per claim
 LEASE = 600.0  # seconds a claim holds; renewed while the runner works
+WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
 log = logging.getLogger("newsletter.runner")
 
@@ -75,6 +76,7 @@ class Runner:
         self._ready: list[Claimed] = []
         self._outstanding = 0  # claimed and not finished: queued, in flight or waiting to retry
         self._exhausted = False
+        self._departed: set[int] = set()  # claimed, but their reader has left since
         self._claiming = asyncio.Lock()
         self._halt = asyncio.Event()
         self._stop = asyncio.Event()
@@ -82,7 +84,7 @@ class Runner:
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         self._stop = stop or asyncio.Event()
         self.recorder = Recorder(self.log, asyncio.get_running_loop(), self.on_progress)
-        renewing = asyncio.create_task(self._renew_leases())
+        renewing = asyncio.create_task(self._watch())
         try:
             await asyncio.gather(*(self._connection() for _ in range(self.smtp.connections)))
         finally:
@@ -114,12 +116,18 @@ class Runner:
         except Exception as exc:  # the leases run out by themselves
             log.warning("could not release claims: %s", exc)
 
-    async def _renew_leases(self) -> None:
+    async def _watch(self) -> None:
+        """Keep the claims alive, and notice who unsubscribed since they were claimed."""
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(LEASE / 3)
-            args = (self.send_id, self.worker, time.time() + LEASE)
+            await asyncio.sleep(WATCH_EVERY)
             try:
-                await self.recorder.call(self.log.renew, *args)
+                left = await self.recorder.call(self.log.departed, self.send_id, self.worker)
+                self._departed |= left
+                if time.monotonic() - renewed > LEASE / 3:
+                    until = time.time() + LEASE
+                    await self.recorder.call(self.log.renew, self.send_id, self.worker, until)
+                    renewed = time.monotonic()
             except RecordError as exc:
                 self._pause(str(exc))
 
@@ -179,6 +187,10 @@ class Runner:
         self, item: Claimed, connection: Connection | None, used: float, recorded
     ) -> tuple[Connection | None, float, asyncio.Future | None]:
         loop = asyncio.get_running_loop()
+        if item.delivery_id in self._departed:
+            left = self._done(item, DeliveryState.failed, DEPARTED, attempts=item.attempts)
+            return connection, used, left
+        await self.pacer.wait()  # first: the wait is idle time too
         if connection is not None and loop.time() - used > IDLE_REOPEN:
             await connection.close()  # servers drop idle clients; reopening costs no attempt
             connection = None
@@ -196,7 +208,6 @@ class Runner:
                 item, DeliveryState.failed, f"not sent: {exc}", attempts=item.attempts
             )
             return connection, used, failed
-        await self.pacer.wait()
         try:
             stage, reply = await connection.send(
                 self.factory.sender, item.email, data, wire_ready=True, gate=recorded

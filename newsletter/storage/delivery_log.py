@@ -78,6 +78,9 @@ class NewSend:
     source_hash: str
 
 
+DEPARTED = "not sent: unsubscribed or bounced after the send started"
+
+
 class DeliveryLog:
     def __init__(self, engine: Engine, *, bounce_limit: int = 1) -> None:
         self.engine = engine
@@ -216,6 +219,19 @@ class DeliveryLog:
         finally:
             writer.close()
 
+    def departed(self, send_id: int, worker: str) -> set[int]:
+        """Deliveries `worker` holds whose subscriber left (unsubscribed, bounced) since."""
+        with self.engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    select(Delivery.id)
+                    .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                    .where(Delivery.send_id == send_id, Delivery.claimed_by == worker)
+                    .where(Delivery.state == DeliveryState.pending)
+                    .where(Subscriber.status != Status.active)
+                )
+            )
+
     def drop_departed(self, send_id: int) -> int:
         """Close the pending deliveries of people who left since the send started."""
         with db.session(self.engine) as s:
@@ -229,7 +245,7 @@ class DeliveryLog:
                 )
                 .values(
                     state=DeliveryState.failed,
-                    last_reply="not sent: unsubscribed or bounced after the send started",
+                    last_reply=DEPARTED,
                     claimed_by=None,
                     lease_until=None,
                 )
