@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
+
+if TYPE_CHECKING:  # pydantic costs a tenth of a second; --help needs no settings
+    from newsletter.config import Config
 
 ConfigOption = Annotated[
     Path | None,

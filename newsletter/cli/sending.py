@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import threading
 import time
@@ -11,29 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
+# Only what the command signatures need sits up here: `newsletter --help` builds every
+# command, so the sending machinery (SQLAlchemy, premailer, aiosmtpd, rich) is imported
+# inside the command that runs.
 from newsletter.cli.common import ConfigOption, issue_path, reports_errors
-from newsletter.compose import preflight
-from newsletter.compose.issue import IssueError, load_issue
-from newsletter.compose.render import prepare
-from newsletter.config import load_config
-from newsletter.devtools import sink
-from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.transport import TransportError
-from newsletter.service.runner import Sender, SendPaused, send_test
-from newsletter.storage import db
-from newsletter.storage.delivery_log import Store
-from newsletter.storage.models import DeliveryState, SendState
-from newsletter.storage.subscribers import normalize_email
-from newsletter.tokens import Signer, secret_of
 
 app = typer.Typer()
 PROBLEMS_SHOWN = 50
@@ -56,6 +36,21 @@ def send(
     config: ConfigOption = None,
 ) -> None:
     """Send an issue to every active subscriber; run it again to resume."""
+    import asyncio
+
+    from newsletter.compose import preflight
+    from newsletter.compose.issue import IssueError, load_issue
+    from newsletter.compose.render import prepare
+    from newsletter.config import load_config
+    from newsletter.mail.message import MessageFactory
+    from newsletter.mail.transport import TransportError
+    from newsletter.service.runner import SendPaused, send_test
+    from newsletter.storage import db
+    from newsletter.storage.delivery_log import Store
+    from newsletter.storage.models import SendState
+    from newsletter.storage.subscribers import normalize_email
+    from newsletter.tokens import Signer, secret_of
+
     settings = load_config(config)
     loaded = load_issue(issue_path(issue, settings))
     prepared = prepare(loaded, settings)
@@ -93,6 +88,10 @@ def send(
 
 
 def _send(store, prepared, existing, settings, signer, issue, yes) -> None:
+    from newsletter.mail.message import MessageFactory
+    from newsletter.service.runner import SendPaused
+    from newsletter.storage.models import DeliveryState, SendState
+
     smtp = settings.smtp
     if existing:
         store.drop_departed(existing.id)
@@ -142,6 +141,20 @@ def _send(store, prepared, existing, settings, signer, issue, yes) -> None:
 
 
 def _run_with_progress(store, info, factory, smtp, already: int):
+    import asyncio
+    import contextlib
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from newsletter.service.runner import Sender
+
     console = Console(stderr=True)
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -182,6 +195,8 @@ def _run_with_progress(store, info, factory, smtp, already: int):
 
 
 def _dry_run(store, prepared, settings, signer, existing) -> None:
+    from newsletter.mail.message import MessageFactory, Recipient
+
     factory = MessageFactory(existing.prepared if existing else prepared, settings, signer)
     started = time.perf_counter()
     count = size = 0
@@ -211,6 +226,11 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Counts per delivery state, and the failures with the server's replies."""
+    from newsletter.compose.issue import IssueError
+    from newsletter.config import load_config
+    from newsletter.storage import db
+    from newsletter.storage.delivery_log import Store
+
     settings = load_config(config)
     store = Store(db.connect(settings))
     if issue is None:
@@ -248,6 +268,8 @@ def sink_(
     out: Annotated[Path, typer.Option(help="Folder for the .eml files.")] = Path("outbox"),
 ) -> None:
     """A local SMTP server that keeps every message as an .eml file (Ctrl-C stops it)."""
+    from newsletter.devtools import sink
+
     controller, handler = sink.start(host, port, out)
     typer.echo(f"Listening on {host}:{port}; messages go to {out}/. Ctrl-C stops.", err=True)
     stopped = threading.Event()
