@@ -11,7 +11,7 @@ SAMPLE := issues/2026-11-24-survival-of-the-fittest-funnel.md
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,screenshots,postgres]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
