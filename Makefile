@@ -11,7 +11,7 @@ SAMPLE := issues/2026-11-24-survival-of-the-fittest-funnel.md
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,screenshots,postgres]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

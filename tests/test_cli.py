@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
@@ -27,6 +30,20 @@ def test_every_command_has_help_with_an_example(cli, command):
     result = cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example: newsletter " + command in " ".join(result.output.split())
+
+
+def test_help_prints_the_example_unwrapped_so_it_can_be_copied():
+    # A real process in a narrow terminal (CliRunner fixes the width at 80), where the
+    # rest of the help wraps.
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "check", "--help"],
+        env={**os.environ, "COLUMNS": "60"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "  --strict / --no-strict  Treat warnings as errors." in result.stdout.splitlines()
+    assert f"  Example: newsletter check {EXAMPLE}" in result.stdout.splitlines()
 
 
 def test_init_makes_a_folder_that_checks_clean(cli, tmp_path):
@@ -202,3 +219,32 @@ def test_chromium_that_does_not_start_is_a_message(cli, monkeypatch):
     result = cli("preview", EXAMPLE, "--screenshots")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: /bin/true: Chromium did not start (")
+
+
+def test_screenshots_without_the_playwright_extra_name_it(cli, monkeypatch):
+    # A base install, without the [screenshots] extra: playwright cannot be imported.
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)
+    monkeypatch.setattr(screenshots, "CHROMIUM", screenshots.Path("/bin/true"))
+    result = cli("preview", EXAMPLE, "--screenshots")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: screenshots need Playwright, which is not installed; install it with "
+        "pip install 'newsletter[screenshots]'\n"
+    )
+
+
+def test_a_postgres_url_without_the_psycopg_extra_names_it(cli, folder, monkeypatch):
+    # A base install, without the [postgres] extra: psycopg cannot be imported.
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'url = "sqlite:///subscribers.db"', 'url = "postgresql://editor@localhost/news"'
+        )
+    )
+    result = cli("subscribers", "count")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: database.url: PostgreSQL needs psycopg, which is not installed; install it "
+        "with pip install 'newsletter[postgres]'\n"
+    )

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperCommand
 
-from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
+
+if TYPE_CHECKING:  # pydantic costs a tenth of a second; --help needs no settings
+    from newsletter.config import Config
 
 ConfigOption = Annotated[
     Path | None,
@@ -29,7 +32,32 @@ def new_app(help_text: str) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_show_locals=False,  # locals could hold the SMTP password
+        # Plain help, as click prints it: rendering help with rich imports ~0.1 s of rich
+        # and markdown-it, which doubled `newsletter --help`. The root's mode is every
+        # command's mode.
+        rich_markup_mode=None,
+        # click stops at 80 columns even in a wider terminal, cutting command summaries short.
+        context_settings={"max_content_width": 100},
     )
+
+
+class ExampleCommand(TyperCommand):
+    """A command whose epilog (its example) is printed as written: plain help wraps
+    text at hyphens, which would break the example's file name in two."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        if self.epilog:
+            formatter.write_paragraph()
+            for line in self.epilog.splitlines():
+                formatter.write(f"{'':>{formatter.current_indent + 2}}{line}\n")
+
+
+def examples_as_written(*groups: typer.Typer) -> None:
+    """Give every command of these groups the ExampleCommand help."""
+    for group in groups:
+        for command in group.registered_commands:
+            if command.cls in (None, TyperCommand):
+                command.cls = ExampleCommand
 
 
 def reports_errors(command):

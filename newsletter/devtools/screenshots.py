@@ -27,6 +27,10 @@ class BrowserMissing(NewsletterError):
     """No Chromium to take screenshots with."""
 
 
+class PlaywrightMissing(NewsletterError):
+    """Playwright is an optional extra: most installs never take a screenshot."""
+
+
 def browser_available() -> bool:
     return CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)
 
@@ -34,12 +38,18 @@ def browser_available() -> bool:
 @contextmanager
 def browser():
     """A headless Chromium context with a fresh, temporary profile."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        raise PlaywrightMissing(
+            "screenshots need Playwright, which is not installed; install it with "
+            "pip install 'newsletter[screenshots]'"
+        ) from None
     if not browser_available():
         raise BrowserMissing(
             f"{CHROMIUM}: Chromium is not installed; install it with "
             "'sudo apt-get install chromium' to take screenshots"
         )
-    from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +38,13 @@ def resolve_url(url: str, root: Path) -> str:
         if not path.is_absolute():
             parsed = parsed.set(database=str(root / path))
     elif parsed.drivername in ("postgresql", "postgres"):
+        # psycopg is the optional [postgres] extra; without it SQLAlchemy would raise a
+        # ModuleNotFoundError traceback from deep inside create_engine.
+        if importlib.util.find_spec("psycopg") is None:
+            raise DatabaseError(
+                "database.url: PostgreSQL needs psycopg, which is not installed; install it "
+                "with pip install 'newsletter[postgres]'"
+            )
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
 
