@@ -25,7 +25,7 @@ from newsletter.storage import db
 from newsletter.storage.locks import SendBusy, exclusive
 from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
 from newsletter.storage.models import utcnow as now
-from newsletter.storage.result_writer import ResultWriter
+from newsletter.storage.result_writer import Result, ResultWriter
 
 __all__ = ["Claimed", "DeliveryLog", "NewSend", "Result", "SendBusy", "SendRecord", "exclusive"]
 
@@ -39,16 +39,6 @@ class Claimed:
     email: str
     name: str
     attempts: int
-
-
-@dataclass(frozen=True)
-class Result:
-    delivery_id: int
-    subscriber_id: int
-    state: DeliveryState  # pending means "will be retried"
-    attempts: int
-    reply: str
-    message_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,22 @@ database's own work (an ORM session per result would cost more than its commit).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from newsletter.storage.models import DeliveryState, Status, utcnow
 
-if TYPE_CHECKING:
-    from newsletter.storage.delivery_log import Result
+
+@dataclass(frozen=True)
+class Result:
+    delivery_id: int
+    subscriber_id: int
+    state: DeliveryState  # pending means "will be retried"
+    attempts: int
+    reply: str
+    message_id: str | None = None
+
 
 _FINAL = (
     "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m}, message_id = {m}, "
