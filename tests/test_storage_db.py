@@ -173,3 +173,19 @@ def test_a_database_locked_too_long_is_one_line_and_still_counts_as_writable(
         holder.execute("ROLLBACK")
         holder.close()
     assert cli("subscribers", "add", "ana@example.com").exit_code == 0
+
+
+def test_writable_and_read_only_on_the_configured_backend(folder, backend):
+    engine = db.connect(settings(folder))
+    assert db.writable(engine) is True
+    if backend == "postgresql":
+        with engine.connect() as conn:
+            name = conn.execute(text("SELECT current_database()")).scalar()
+            conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+            conn.commit()
+        engine.dispose()  # new sessions get the setting
+        assert db.writable(engine) is False
+        refused = pytest.raises(db.DatabaseReadOnly, match=r"point \[database\] url at the primary")
+        with refused, engine.begin() as conn:
+            conn.execute(text("DELETE FROM subscribers"))
+    engine.dispose()

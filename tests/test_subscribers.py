@@ -20,6 +20,8 @@ def rows(path) -> list[dict]:
 
 
 def test_add_list_count_remove(cli, folder, backend):
+    if backend != "sqlite":
+        (folder / "subscribers.db").unlink()  # init made it; the configured database is used
     assert cli("subscribers", "add", "Ana@Example.COM", "--name", "Ana Souza").exit_code == 0
     assert cli("subscribers", "add", "bo@example.com").exit_code == 0
     listed = cli("subscribers", "list").output.splitlines()
