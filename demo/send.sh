@@ -17,6 +17,7 @@ if [ ! -f secrets.toml ]; then
   (umask 077 && $PY -c 'import secrets; print("[web]\nsecret_key = \"%s\"" % secrets.token_urlsafe(32))' > secrets.toml)
 fi
 
+$NL db upgrade   # creates the fresh subscribers.db ('newsletter init' does this for a new folder)
 $NL subscribers import demo/subscribers.csv
 $NL sink --port "$PORT" --out outbox &
 sink=$!

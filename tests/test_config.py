@@ -172,3 +172,12 @@ def test_missing_config_says_how_to_make_one(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "newsletter.toml", environ={})
     assert "run 'newsletter init'" in str(caught.value)
+
+
+def test_init_creates_the_migrated_database_its_config_names(folder, config):
+    from newsletter.storage import db
+
+    assert (folder / "subscribers.db").is_file()  # before anything connects
+    engine = db.connect(config, migrate=False)
+    assert db.current_revision(engine) == db.HEAD
+    engine.dispose()

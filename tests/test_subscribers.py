@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -19,6 +20,8 @@ def rows(path) -> list[dict]:
 
 
 def test_add_list_count_remove(cli, folder, backend):
+    if backend != "sqlite":
+        (folder / "subscribers.db").unlink()  # init made it; the configured database is used
     assert cli("subscribers", "add", "Ana@Example.COM", "--name", "Ana Souza").exit_code == 0
     assert cli("subscribers", "add", "bo@example.com").exit_code == 0
     listed = cli("subscribers", "list").output.splitlines()
@@ -49,17 +52,37 @@ def test_unsubscribed_cannot_be_added_back_by_the_editor(cli):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["add", "not-an-address"], "'not-an-address' is not a valid email address"),
-        (["add", "a@example.com", "--name", "Ana\r\nBcc: x@example.com"], "contains a line break"),
-        (["remove", "nobody@example.com"], "nobody@example.com: is not on the list"),
-        (["import", "missing.csv"], "missing.csv: cannot be read"),
-        (["list", "--status", "gone"], "Invalid value for '--status'"),
+        (
+            ["add", "not-an-address"],
+            "error: 'not-an-address' is not a valid email address (An email address must "
+            "have an @-sign.); expected name@example.com",
+        ),
+        (
+            ["add", "a@example.com", "--name", "Ana\r\nBcc: x@example.com"],
+            "error: name 'Ana\\r\\nBcc: x@example.com': contains a line break or control "
+            "character; remove it",
+        ),
+        (["remove", "nobody@example.com"], "error: nobody@example.com: is not on the list"),
+        (["show", "Nobody@example.com"], "error: nobody@example.com: is not on the list"),
+        (
+            ["import", "missing.csv"],
+            "error: missing.csv: cannot be read (No such file or directory); check the path",
+        ),
     ],
 )
 def test_mistakes_are_one_line_errors(cli, args, message):
     result = cli("subscribers", *args)
-    assert result.exit_code in (1, 2)
-    assert message in result.output
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", message + "\n")
+
+
+def test_an_unknown_status_is_a_usage_error_listing_the_choices(cli):
+    result = cli("subscribers", "list", "--status", "gone")
+    assert result.exit_code == 2
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert (
+        "Invalid value for '--status': Value error, 'gone' is not one of 'pending', 'active', "
+        "'unsubscribed', 'bounced'." in text
+    )
 
 
 def test_import_reports_bad_rows_by_line_and_imports_the_rest(cli, folder):
@@ -116,12 +139,20 @@ def test_export_round_trips(cli, folder):
 
 def test_show_includes_the_consent_record(cli):
     cli("subscribers", "add", "ana@example.com")
-    shown = cli("subscribers", "show", "ana@example.com", "--json").output
-    assert '"consent_source": "added by the editor (cli)"' in shown
-    assert '"status": "active"' in shown
+    record = json.loads(cli("subscribers", "show", "ana@example.com", "--json").output)
+    assert record["consent_source"] == "added by the editor (cli)"
+    assert (record["email"], record["status"], record["deliveries"]) == (
+        "ana@example.com",
+        "active",
+        [],
+    )
+    assert record["created_at"].startswith("20") and record["consent_at"] == record["created_at"]
+    text = cli("subscribers", "show", "ana@example.com").output.splitlines()
+    assert "email            ana@example.com" in text and text[-1] == "deliveries       0"
 
 
 def test_migrations_run_on_an_empty_database(cli, folder, backend):
+    (folder / "subscribers.db").unlink(missing_ok=True)  # made by init; db upgrade makes it too
     result = cli("db", "upgrade")
     assert result.output == "Database upgraded.\n"
     config = load_config(folder / "newsletter.toml", environ={})
@@ -173,30 +204,59 @@ def test_unreachable_database_is_a_message(cli, monkeypatch):
     assert "check the URL and that the server is running" in result.stderr
 
 
+GOOD_ROWS = b"".join(b"person%d@example.com\n" % n for n in range(1200))
+
+
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "message", "kept"),
     [
-        (b"name\nAna\n", "list.csv:1: no 'email' column in the header row"),
+        (b"name\nAna\n", "list.csv:1: no 'email' column in the header row", 0),
         (
-            b"email\n" + b"a@example.com\n" * 0 + b"ok@example.com\ncaf\xe9@example.com\n",
-            "list.csv:3: is not UTF-8 text (byte 0xe9); save the file as UTF-8 CSV",
+            # 1,200 good rows first: two chunks of 500 commit, then the 200 rows
+            # before the bad byte; the line number counts them all.
+            b"email\n" + GOOD_ROWS + b"caf\xe9@example.com\n",
+            "list.csv:1202: is not UTF-8 text (byte 0xe9); save the file as UTF-8 CSV",
+            1200,
         ),
-        (b'email,name\na@example.com,"Ana\nb@example.com,Bo\n', "list.csv:2: CSV error"),
-        (b"email,name\na@example.com," + b"x" * 200_000 + b"\n", "list.csv:2: CSV error"),
+        (b'email,name\na@example.com,"Ana\nb@example.com,Bo\n', "list.csv:2: CSV error", 0),
+        (b"email,name\na@example.com," + b"x" * 200_000 + b"\n", "list.csv:2: CSV error", 0),
     ],
     ids=["no-email-column", "latin1-byte", "unclosed-quote", "huge-field"],
 )
-def test_broken_csv_files_are_refused_whole_with_their_line(cli, folder, content, message):
+def test_a_broken_csv_file_stops_at_its_line_keeping_the_rows_before(
+    cli, folder, content, message, kept
+):
     (folder / "list.csv").write_bytes(content)
     result = cli("subscribers", "import", "list.csv")
     assert result.exit_code == 1
-    assert message in result.stderr
-    assert "total         0" in cli("subscribers", "count").output  # nothing half-imported
+    assert result.stderr.startswith(f"error: {message}")
+    assert f"total         {kept}\n" in cli("subscribers", "count").output
+    if kept:
+        assert result.stderr.splitlines()[-1] == (
+            "error: list.csv: the import stopped at line 1202; 1200 added, 0 updated, "
+            "0 unchanged, 0 kept unsubscribed or bounced from lines 2 to 1201, which stay "
+            "imported; fix the problem and import the file again (that is safe: rows already "
+            "imported are left as they are)"
+        )
+        fixed = content.replace(b"caf\xe9", b"cafe")
+        (folder / "list.csv").write_bytes(fixed)
+        again = cli("subscribers", "import", "list.csv")
+        assert again.output == (
+            "Imported list.csv: 1 added, 0 updated, 1200 unchanged, 0 kept unsubscribed or "
+            "bounced.\n"
+        )
+    else:
+        assert len(result.stderr.splitlines()) == 1  # nothing imported: the cause says all
 
 
 def test_export_to_stdout_and_to_an_unwritable_place(cli, folder):
     cli("subscribers", "add", "ana@example.com")
-    assert "ana@example.com,,active," in cli("subscribers", "export", "-").output
+    result = cli("subscribers", "export", "-")
+    lines = result.stdout.splitlines()
+    # Standard output holds the CSV and nothing else; the summary goes to stderr.
+    assert lines[0] == "email,name,status,created_at" and len(lines) == 2
+    assert lines[1].startswith("ana@example.com,,active,20")
+    assert result.stderr == "Exported 1 subscriber(s) to -.\n"
     result = cli("subscribers", "export", str(folder / "missing" / "out.csv"))
     assert result.exit_code == 1 and "cannot be written" in result.stderr
     assert not list(folder.glob("missing*"))

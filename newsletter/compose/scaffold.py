@@ -32,12 +32,29 @@ def init(folder: Path) -> list[Path]:
             "(choose another folder to start a new one)"
         )
     try:
-        return _init(folder)
+        created = _init(folder)
     except OSError as exc:
         raise ScaffoldError(
             f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder "
             "you can write to"
         ) from None
+    return created + _create_database(folder)
+
+
+def _create_database(folder: Path) -> list[Path]:
+    """The folder's own SQLite database, migrated: every other command refuses a
+    missing one, so that a typo'd path cannot start an empty list."""
+    # Imported here: the database stack is not needed by the other compose commands.
+    from newsletter.config import load_config
+    from newsletter.storage import db
+
+    # The folder's file alone decides (not NEWSLETTER_* variables of the shell):
+    # a fresh folder's database is its subscribers.db.
+    config = load_config(folder / CONFIG_FILE, environ={})
+    path = db.sqlite_file(db.resolve_url(config.database.url, config.root))
+    existed = path is None or path.exists()
+    db.connect(config, create=True).dispose()
+    return [] if existed else [path]
 
 
 def _init(folder: Path) -> list[Path]:

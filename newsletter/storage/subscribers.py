@@ -1,21 +1,18 @@
-"""The subscriber list: add, remove, list, count, import and export CSV.
+"""The subscriber list as a repository: queries and changes on a session.
 
 Addresses are validated (no DNS lookups) and stored normalized and
 lower-cased, so uniqueness is case-insensitive. Nobody who unsubscribed or
 bounced is ever re-activated by the editor's tools: only the person can opt
-back in, through the signup form.
+back in, through the signup form. File formats (CSV) live in newsletter.service.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
+import enum
 import hashlib
-import itertools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, select, update
@@ -26,7 +23,6 @@ from newsletter.fields import CONTROL
 from newsletter.storage.models import Delivery, Erased, Status, Subscriber, utcnow
 
 MAX_NAME = 200
-_CHUNK = 500  # addresses per IN (...) lookup during an import
 
 
 class SubscriberError(NewsletterError):
@@ -34,12 +30,21 @@ class SubscriberError(NewsletterError):
 
 
 def normalize_email(raw: str) -> str:
-    """A valid, normalized, lower-cased address, or SubscriberError saying why not."""
-    value = raw.strip()
+    """A valid, normalized, lower-cased address, or SubscriberError saying why not.
+
+    The one rule for every way in (CLI, import, test copies, the signup form):
+    surrounding spaces are trimmed; a control character anywhere (CR, LF, NUL,
+    a tab...) is refused, never trimmed, since in a header it could start a new one."""
+    value = raw.strip(" ")
     if CONTROL.search(value):
-        raise SubscriberError(f"{value!r}: contains a control character; expected name@example.com")
+        raise SubscriberError(
+            f"{value!r}: contains a line break or control character; expected name@example.com"
+        )
     try:
-        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        # strict: RFC 5321 limits too (64 characters before the @, 254 in all).
+        checked = validate_email(
+            value, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
     except EmailNotValidError as exc:
         raise SubscriberError(
             f"{value!r} is not a valid email address ({exc}); expected name@example.com"
@@ -93,13 +98,14 @@ def erase(session: Session, email: str) -> str:
 
 
 def deliveries_of(session: Session, subscriber_id: int) -> list[dict]:
+    """A subscriber's deliveries as plain values, oldest first."""
     rows = session.execute(
         select(Delivery.send_id, Delivery.state, Delivery.attempts, Delivery.sent_at,
                Delivery.message_id, Delivery.last_reply)
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.id)
     )  # fmt: skip
-    return [dict(row._mapping) for row in rows]
+    return [{key: _plain(value) for key, value in row._mapping.items()} for row in rows]
 
 
 def find(session: Session, email: str) -> Subscriber | None:
@@ -175,100 +181,49 @@ class ImportReport:
     unchanged: int = 0
     kept_unsubscribed: int = 0
     errors: list[str] = field(default_factory=list)
+    # The last file line whose row is committed (0: none yet).
+    through_line: int = 0
+
+    def absorb(self, other: ImportReport) -> None:
+        """Add the counts of a committed chunk."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.kept_unsubscribed += other.kept_unsubscribed
 
 
-def import_csv(session: Session, path: Path) -> ImportReport:
-    """Import valid rows in one transaction, streamed in chunks (memory stays flat);
-    report each invalid row by its line."""
+def import_rows(
+    session: Session, rows: list[tuple[str, str, Status | None]], source: str
+) -> ImportReport:
+    """Merge one chunk of valid (address, name, status) rows, distinct addresses;
+    returns its counts. Nobody who left, bounced or was erased is re-activated."""
     report = ImportReport()
     now = utcnow()
-    rows = _rows(path, report)
-    while chunk := list(itertools.islice(rows, _CHUNK)):
-        addresses = [address for address, _, _ in chunk]
-        existing = {
-            s.email: s
-            for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(addresses)))
-        }
-        erased = set(
-            session.scalars(
-                select(Erased.email_hash).where(Erased.email_hash.in_(map(email_hash, addresses)))
-            )
+    addresses = [address for address, _, _ in rows]
+    found = session.scalars(select(Subscriber).where(Subscriber.email.in_(addresses)))
+    existing = {subscriber.email: subscriber for subscriber in found}
+    erased = set(
+        session.scalars(
+            select(Erased.email_hash).where(Erased.email_hash.in_(map(email_hash, addresses)))
         )
-        new = []
-        for address, name, status in chunk:
-            current = existing.get(address)
-            if current is None and email_hash(address) in erased:
-                report.kept_unsubscribed += 1  # erased on request: never re-added
-            elif current is None:
-                new.append(_new_row(address, name, status or Status.active, now, path))
-            else:
-                _merge(current, name, status, report, now)
-        if new:
-            session.execute(insert(Subscriber), new)
-        report.added += len(new)
-        session.flush()
-        session.expunge_all()  # let the chunk's objects go
+    )
+    new = []
+    for address, name, status in rows:
+        current = existing.get(address)
+        if current is None and email_hash(address) in erased:
+            report.kept_unsubscribed += 1  # erased on request: never re-added
+        elif current is None:
+            new.append(_new_row(address, name, status or Status.active, now, source))
+        else:
+            _merge(current, name, status, report, now)
+    if new:
+        session.execute(insert(Subscriber), new)
+    report.added += len(new)
+    session.flush()
     return report
 
 
-def _rows(path: Path, report: ImportReport) -> Iterator[tuple[str, str, Status | None]]:
-    """Valid (address, name, status) rows; invalid ones go to report.errors."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise SubscriberError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
-    first_line: dict[str, int] = {}
-    with handle:
-        reader = csv.reader(_text_lines(path, handle), strict=True)
-        line = 1
-        try:
-            header = [(f or "").strip().lower() for f in next(reader, [])]
-            if "email" not in header:
-                raise SubscriberError(
-                    f"{path}:1: no 'email' column in the header row; expected a header like "
-                    "email,name,status"
-                )
-            while True:
-                line = reader.line_num + 1  # where the record starts
-                values = next(reader, None)
-                if values is None:
-                    break
-                if not any(v.strip() for v in values):
-                    continue
-                row = dict(zip(header, values, strict=False))
-                try:
-                    address = normalize_email(row.get("email") or "")
-                    name = clean_name(row.get("name"))
-                    status = parse_status(row["status"]) if row.get("status") else None
-                except SubscriberError as exc:
-                    report.errors.append(f"{path}:{line}: {exc}")
-                    continue
-                if address in first_line:
-                    report.errors.append(
-                        f"{path}:{line}: {address}: repeats line {first_line[address]}; "
-                        "keep one row per address"
-                    )
-                    continue
-                first_line[address] = line
-                yield address, name, status
-        except csv.Error as exc:
-            raise SubscriberError(
-                f"{path}:{line}: CSV error ({exc}); fix the row that starts here"
-            ) from None
-
-
-def _text_lines(path: Path, handle) -> Iterator[str]:
-    for number, raw in enumerate(handle, 1):
-        try:
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise SubscriberError(
-                f"{path}:{number}: is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the "
-                "file as UTF-8 CSV"
-            ) from None
-
-
-def _new_row(address: str, name: str, status: Status, now: dt.datetime, path: Path) -> dict:
+def _new_row(address: str, name: str, status: Status, now: dt.datetime, source: str) -> dict:
     return {
         "email": address,
         "name": name,
@@ -279,7 +234,7 @@ def _new_row(address: str, name: str, status: Status, now: dt.datetime, path: Pa
         "unsubscribed_at": now if status == Status.unsubscribed else None,
         "bounce_count": 0,
         "consent_at": now,
-        "consent_source": f"imported by the editor from {path.name}",
+        "consent_source": f"imported by the editor from {source}",
     }
 
 
@@ -305,34 +260,17 @@ def _merge(
         report.unchanged += 1
 
 
-def export_csv(session: Session, path: Path, status: Status | None = None) -> int:
-    """Write email,name,status,created_at to `path` ('-': standard output); returns
-    how many rows. A file is written whole or not at all."""
-    if str(path) == "-":
-        return _write_csv(session, sys.stdout, status)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            count = _write_csv(session, handle, status)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SubscriberError(
-            f"{path}: cannot be written ({exc.strerror}); choose a file in a folder you can "
-            "write to"
-        ) from None
-    return count
+def as_record(subscriber: Subscriber) -> dict:
+    """Every column of a subscriber as plain values (text, numbers, ISO times)."""
+    return {c.name: _plain(getattr(subscriber, c.key)) for c in Subscriber.__table__.columns}
 
 
-def _write_csv(session: Session, handle, status: Status | None) -> int:
-    count = 0
-    writer = csv.writer(handle)
-    writer.writerow(["email", "name", "status", "created_at"])
-    for subscriber in iterate(session, status):
-        created = subscriber.created_at.isoformat() if subscriber.created_at else ""
-        writer.writerow([subscriber.email, subscriber.name, subscriber.status.value, created])
-        count += 1
-    return count
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
 
 
 def mark_bounced(session: Session, subscriber_ids: list[int], limit: int) -> None:
