@@ -63,6 +63,8 @@ class ScriptedHandler:
         if reply == "drop":
             server.transport.close()
             return "421 dropped"
+        if isinstance(reply, str):
+            return reply  # a whole reply line, as written
         if reply != 250:
             return f"{reply} scripted reply for {address}"
         envelope.rcpt_tos.append(address)

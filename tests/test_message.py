@@ -205,3 +205,16 @@ def test_transactional_mail_is_signed_like_an_issue(folder, kind):
     if kind == "confirm":
         text = message.get_body(("plain",)).get_content()
         assert url in text and "[[" not in text  # the slot was filled
+
+
+@pytest.mark.parametrize("subscriber_id", [1, 42, 10**6, 2**40])
+def test_fast_unsubscribe_token_is_the_serializers_own(subscriber_id):
+    from itsdangerous import URLSafeSerializer
+
+    signer = Signer(SECRET)
+    token = signer.unsubscribe_token(subscriber_id, "ana@example.com")
+    fingerprint = signer.digest("address", "ana@example.com", size=10)
+    assert token == URLSafeSerializer(SECRET, salt="unsubscribe").dumps(
+        [subscriber_id, fingerprint]
+    )
+    assert signer.subscriber_of(token) == (subscriber_id, fingerprint)

@@ -462,3 +462,26 @@ def test_a_full_disk_stops_the_send_and_resume_sends_nobody_twice(cli, folder, s
     copies = smtp.handler.by_rcpt()
     assert len(copies) == 120
     assert [r for r, c in copies.items() if len(c) != 1] == []
+
+
+def test_a_100_kb_reply_line_is_a_temporary_failure_not_a_traceback(cli, folder, sending):
+    sending.handler.script("ana@example.com", "451 " + "x" * 100_000, 250)
+    result = cli("send", ISSUE, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Done: 3 sent, 0 bounced, 0 failed." in result.output
+    assert deliveries(folder)["ana@example.com"][:2] == ("sent", 2)  # retried once
+
+
+def test_an_issue_edited_while_paused_resumes_the_version_already_sent(cli, folder, sending):
+    port = free_port()
+    use_smtp(folder, port, connections=1)
+    assert cli("send", ISSUE, "--yes").exit_code == 1  # paused: nothing listens yet
+    path = folder / ISSUE
+    path.write_text(path.read_text().replace("Survival of the Fittest", "Edited Title"))
+    with SmtpServer(port) as server:
+        result = cli("send", ISSUE, "--yes")
+        assert result.exit_code == 0, result.output
+        subjects = {copy.message["Subject"] for copy in server.handler.received}
+    assert "the issue file changed since this send started" in result.stderr
+    assert "save it under a new file name" in result.stderr
+    assert subjects == {"The Pipeline Weekly: Survival of the Fittest Funnel"}

@@ -56,6 +56,7 @@ class Recorder:
         self.on_recorded = on_recorded
         self.unrecorded: list[Result] = []  # results a failed commit left behind
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._outgoing: list[tuple[Result, asyncio.Future]] = []
         self._thread = threading.Thread(target=self._work, name="delivery-log", daemon=True)
         self._thread.start()
 
@@ -63,8 +64,16 @@ class Recorder:
         future = self.loop.create_future()
         # Marked as seen: a failure is reported through the runner's pause, once.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._queue.put((result, future))
+        # Handed over once per turn of the event loop, not once per result: waking the
+        # writer thread costs more than queueing a result.
+        if not self._outgoing:
+            self.loop.call_soon(self._hand_over)
+        self._outgoing.append((result, future))
         return future
+
+    def _hand_over(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        self._queue.put(("batch", batch))
 
     def call(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
         """Run another write (a claim, a lease renewal) in turn with the results."""
@@ -73,6 +82,8 @@ class Recorder:
         return future
 
     async def close(self) -> None:
+        if self._outgoing:
+            self._hand_over()
         self._queue.put((_STOP, None))
         await asyncio.to_thread(self._thread.join)
 
@@ -96,7 +107,7 @@ class Recorder:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            results = [(item, f) for item, f in batch if isinstance(item, Result)]
+            results = [pair for kind, pairs in batch if kind == "batch" for pair in pairs]
             if results:
                 self._commit(results)
             for item, future in batch:
