@@ -84,3 +84,10 @@ def issue_path(arg: Path, settings: Config) -> Path:
         if candidate.is_file():
             return Path(shown(candidate))
     return arg
+
+
+def load_config(path: Path | None) -> Config:
+    """The folder's settings. pydantic loads here, on first use, not at startup."""
+    from newsletter.config import load_config as load
+
+    return load(path)

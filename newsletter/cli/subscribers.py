@@ -13,8 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from newsletter.cli.common import ConfigOption, new_app, reports_errors
-from newsletter.config import load_config
+from newsletter.cli.common import ConfigOption, load_config, new_app, reports_errors
 
 app = new_app("Manage the subscriber list.")
 db_app = new_app("Manage the database schema.")
