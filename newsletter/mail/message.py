@@ -28,6 +28,7 @@ from newsletter.compose.render import PreparedIssue
 from newsletter.compose.slots import SlotTemplate
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
+from newsletter.links import Links
 from newsletter.tokens import Signer
 
 SMTP = policy.SMTP
@@ -101,7 +102,7 @@ class MessageFactory:
         self.sender = config.sender.from_address
         self.domain = self.sender.rsplit("@", 1)[1]
         self.base_url = config.newsletter.base_url.rstrip("/")
-        self.web_url = f"{self.base_url}/archive/{prepared.slug}"
+        self.web_url = Links(self.base_url).web(prepared.slug)
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
         self._dkim = _load_dkim(config)
         self._build_skeleton()
@@ -114,8 +115,7 @@ class MessageFactory:
         return f"<{self.prepared.slug}.{digest}@{self.domain}>"
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        token = self.signer.unsubscribe_token(r.subscriber_id, r.email)
-        return f"{self.base_url}/unsubscribe?token={token}"
+        return Links(self.base_url, self.signer).unsubscribe(r.subscriber_id, r.email)
 
     def _mailto(self) -> str:
         return f"mailto:{self.sender}?subject=unsubscribe"
