@@ -1,0 +1,28 @@
+"""Which sends the public may read, and the web version of one."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from newsletter.compose import render
+from newsletter.config import Config
+from newsletter.storage.delivery_log import SendInfo, Store
+from newsletter.storage.models import SendState
+
+# A send is public once it has started going out; a state added later (a scheduled
+# send, say) stays private until it is listed here.
+PUBLISHED = (SendState.sending, SendState.paused, SendState.done)
+
+
+def published(engine: Engine) -> list[SendInfo]:
+    """The public sends, newest first."""
+    sends = (s for s in Store(engine).sends() if s.state in PUBLISHED)
+    return sorted(sends, key=lambda s: s.started_at, reverse=True)
+
+
+def web_version(engine: Engine, slug: str, config: Config) -> str | None:
+    """The issue's HTML with no reader's data in it, or None when it is not public."""
+    found = Store(engine).find(slug)
+    if found is None or found.state not in PUBLISHED:
+        return None
+    return render.public_fill(found.prepared, config).html
