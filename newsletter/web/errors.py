@@ -14,21 +14,28 @@ from newsletter.web.deps import WebContext
 
 log = logging.getLogger("newsletter.web")
 RETRY_AFTER = "300"
-# What SQLite and PostgreSQL say when the database cannot take a write just now:
-# a read-only file or mount, a read-only replica, a file that cannot be opened, a
-# lock held past the busy timeout. Local to the web until storage names these itself.
-REFUSALS = ("readonly", "read-only", "unable to open", "locked")
+# What SQLite and PostgreSQL say when the database cannot take a write just now (a
+# read-only file, mount or replica; a file that cannot be opened; a lock held past
+# the busy timeout), and what /healthz calls it. Kept here until storage names these.
+REFUSALS = {
+    "readonly": "read-only",
+    "read-only": "read-only",
+    "unable to open": "unavailable",
+    "locked": "busy",
+}
 UNAVAILABLE = {
     "/unsubscribe": "We can't record your unsubscribe right now; please try again later.",
 }
 DEFAULT_UNAVAILABLE = "We can't take signups right now; please try again later."
 
 
-def refuses_writes(exc: BaseException) -> bool:
-    """True when a database error means "not writable now", not a bug of ours."""
+def refusal(exc: BaseException) -> str | None:
+    """Why the database refused a write ("read-only", "unavailable", "busy"), or None
+    when the error is not a refusal (a bug of ours, say)."""
     if not isinstance(exc, DBAPIError):
-        return False
-    return any(word in str(exc.orig or exc).lower() for word in REFUSALS)
+        return None
+    said = str(exc.orig or exc).lower()
+    return next((kind for words, kind in REFUSALS.items() if words in said), None)
 
 
 def install(app: FastAPI) -> None:
@@ -49,7 +56,7 @@ async def crashed(request: Request, exc: Exception):
 
 
 async def database_failed(request: Request, exc: DBAPIError):
-    if not refuses_writes(exc):
+    if refusal(exc) is None:
         return await crashed(request, exc)
     log.warning("database refused %s: %s", request.url.path, str(exc.orig or exc).splitlines()[0])
     text = UNAVAILABLE.get(request.url.path, DEFAULT_UNAVAILABLE)

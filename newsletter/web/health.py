@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.web.deps import Context
-from newsletter.web.errors import RETRY_AFTER, refuses_writes
+from newsletter.web.errors import RETRY_AFTER, refusal
 
 router = APIRouter()
 
@@ -24,7 +24,7 @@ async def healthz(ctx: Context):
 
 
 def database_problem(engine: Engine) -> str | None:
-    """None when a write would succeed now, else "read-only" or "unavailable".
+    """None when a write would succeed now, else why not ("read-only", "busy", ...).
     A real write, rolled back: SQLite grants BEGIN IMMEDIATE even on a file opened
     read-only, and only refuses once a statement would change it."""
     try:
@@ -32,5 +32,5 @@ def database_problem(engine: Engine) -> str | None:
             conn.execute(text("UPDATE subscribers SET id = id WHERE 1 = 0"))
             conn.rollback()
     except DBAPIError as exc:
-        return "read-only" if refuses_writes(exc) else "unavailable"
+        return refusal(exc) or "unavailable"
     return None
