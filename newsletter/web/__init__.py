@@ -9,6 +9,8 @@ sees a stack trace; every field is length-bounded and free of control characters
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
@@ -20,8 +22,16 @@ from newsletter.web.deps import WebContext
 from newsletter.web.middleware import LimitBody
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    await app.state.web.drain()
+
+
 def create_app(settings: Config, *, engine: Engine | None = None) -> FastAPI:
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    app = FastAPI(
+        docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False, lifespan=_lifespan
+    )
     app.state.web = WebContext.build(settings, engine or db.connect(settings))
     app.add_middleware(
         CORSMiddleware,

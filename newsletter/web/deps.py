@@ -66,6 +66,11 @@ class WebContext:
         self.outgoing.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self.outgoing.discard)
 
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let the emails already promised leave before the server stops."""
+        if self.outgoing:
+            await asyncio.wait(set(self.outgoing), timeout=timeout)
+
     async def _send(self, kind: str, to: str, context: dict[str, str]) -> None:
         await asyncio.sleep(AFTER_REPLY)
         await notify.send_email(self.config, kind, to, **context)

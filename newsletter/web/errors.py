@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from newsletter.web.deps import WebContext
+from newsletter.web.deps import web_context
 
 log = logging.getLogger("newsletter.web")
 RETRY_AFTER = "300"
@@ -45,14 +45,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
 
 
-def _ctx(request: Request) -> WebContext:
-    return request.app.state.web
-
-
 async def crashed(request: Request, exc: Exception):
     log.exception("error serving %s", request.url.path)  # for the log, never the visitor
     text = "Something went wrong on our side. Please try again in a minute."
-    return _ctx(request).pages.message(500, "Something went wrong", text)
+    return web_context(request).pages.message(500, "Something went wrong", text)
 
 
 async def database_failed(request: Request, exc: DBAPIError):
@@ -60,7 +56,7 @@ async def database_failed(request: Request, exc: DBAPIError):
         return await crashed(request, exc)
     log.warning("database refused %s: %s", request.url.path, str(exc.orig or exc).splitlines()[0])
     text = UNAVAILABLE.get(request.url.path, DEFAULT_UNAVAILABLE)
-    pages = _ctx(request).pages
+    pages = web_context(request).pages
     if request.headers.get("content-type", "").lower().startswith("application/json"):
         response = pages.json({"error": text}, status=503)
     else:
@@ -70,7 +66,7 @@ async def database_failed(request: Request, exc: DBAPIError):
 
 
 async def http_error(request: Request, exc: HTTPException):
-    pages = _ctx(request).pages
+    pages = web_context(request).pages
     if exc.status_code == 404:
         return pages.message(404, "Not found", "There is no page here.")
     response = pages.message(exc.status_code, "Sorry", "That request did not work.")
@@ -79,4 +75,4 @@ async def http_error(request: Request, exc: HTTPException):
 
 
 async def invalid(request: Request, exc: RequestValidationError):
-    return _ctx(request).pages.message(400, "Sorry", "That request was incomplete.")
+    return web_context(request).pages.message(400, "Sorry", "That request was incomplete.")
