@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "newsletter"
 NOT_STAGES = {"cli", "defaults", "migrations", "__pycache__"}
@@ -32,7 +30,6 @@ KERNEL = {"errors", "fields", "config", "tokens"}  # any layer may use them, so 
 STAGES = {"storage", "compose", "mail", "service", "web", "cli", "devtools"}
 # What `newsletter --help` must not load: each costs tens of milliseconds of startup.
 HEAVY = ["sqlalchemy", "fastapi", "premailer", "mjml", "pydantic", "rich", "aiosmtpd"]
-FIXING = "fails today; being fixed in this round"
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,6 @@ def test_no_module_is_over_400_lines():
     )
 
 
-@pytest.mark.xfail(strict=False, reason=f"web/app.py's create_app: {FIXING}")
 def test_no_function_is_over_60_lines():
     problems = []
     for m in modules().values():
@@ -331,10 +327,6 @@ def test_no_import_cycles_between_modules():
     failing(problems, "no import cycles between modules")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=f"cli/compose.py, subscribers.py and web.py import them at module level: {FIXING}",
-)
 def test_newsletter_help_loads_none_of_the_heavy_libraries():
     script = (
         "import sys\n"

@@ -250,7 +250,7 @@ def test_no_stack_trace_reaches_a_visitor(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(signup, "subscribe", broken)
+    monkeypatch.setattr(signup, "request", broken)
     response = client.post("/subscribe", data={"email": "a@example.com"})
     assert response.status_code == 500
     assert "Something went wrong" in response.text

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, reports_errors
-from newsletter.config import load_config
+from newsletter.cli.common import ConfigOption, load_config, reports_errors
 
 app = typer.Typer()
 

@@ -24,6 +24,7 @@ from newsletter.compose import content, slots
 from newsletter.compose.issue import Issue
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
+from newsletter.links import Links
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
@@ -69,11 +70,11 @@ def public_fill(prepared: PreparedIssue, config: Config) -> Filled:
     """The issue with no reader's data in it: for previews, checks and the web archive.
     Its unsubscribe link, having no token, leads to a page that explains where the
     working one is."""
-    base = config.newsletter.base_url.rstrip("/")
+    links = Links(config.newsletter.base_url)
     return prepared.fill(
         name=config.newsletter.greeting_fallback,
-        unsubscribe_url=f"{base}/unsubscribe",
-        web_url=f"{base}/archive/{prepared.slug}",
+        unsubscribe_url=links.public_unsubscribe(),
+        web_url=links.web(prepared.slug),
     )
 
 

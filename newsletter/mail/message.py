@@ -25,6 +25,7 @@ from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING, Literal
 
 from newsletter.config import Config
+from newsletter.links import Links
 from newsletter.mail import mime
 from newsletter.mail.dkim import load_key
 from newsletter.mail.mime import SMTP, MessageError
@@ -78,8 +79,8 @@ class MessageFactory:
         self.date = format_datetime(date or dt.datetime.now(dt.UTC))
         self.sender = config.sender.from_address
         self.domain = self.sender.rsplit("@", 1)[1]
-        self.base_url = config.newsletter.base_url.rstrip("/")
-        self.web_url = f"{self.base_url}/archive/{prepared.slug}"
+        self.links = Links(config.newsletter.base_url, signer)
+        self.web_url = self.links.web(prepared.slug)
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
         self._dkim = load_key(config)
         self._build_skeleton()
@@ -96,8 +97,7 @@ class MessageFactory:
         return f"<{self.prepared.slug}.{digest}@{self.domain}>"
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        token = self.signer.unsubscribe_token(r.subscriber_id, r.email)
-        return f"{self.base_url}/unsubscribe?token={token}"
+        return self.links.unsubscribe(r.subscriber_id, r.email)
 
     def _unsubscribe(self, r: Recipient) -> str:
         if not self.listed:
@@ -110,7 +110,7 @@ class MessageFactory:
             "name": r.name or self.prepared.fallback_name,
             "unsubscribe_url": unsubscribe,
             "web_url": self.web_url,
-            "archive_url": f"{self.base_url}/archive",
+            "archive_url": self.links.archive(),
             **r.values,
         }
 

@@ -1,15 +1,18 @@
 """Double opt-in: subscribe (pending, a confirmation link), confirm (active, with
-the consent record), and one-click unsubscribe. No web code here: the web app
-and tests call these with a database session."""
+the consent record), and one-click unsubscribe. No web code here. `request`,
+`confirm_link` and `unsubscribe_link` each own their transaction (the web calls
+them); `subscribe`, `confirm` and `unsubscribe` work inside a caller's session."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.links import Links
+from newsletter.storage import db
 from newsletter.storage.models import Erased, Status, Subscriber, utcnow
 from newsletter.storage.subscribers import clean_name, email_hash, normalize_email
 from newsletter.tokens import Signer, TokenError
@@ -19,10 +22,18 @@ MAX_WEB_NAME = 100
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A confirmation email to send: to whom, and the token for its link."""
+    """A confirmation email to send: the token and the link that carries it."""
+
+    token: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Someone who just confirmed: where their welcome goes, and how they can leave."""
 
     email: str
-    token: str
+    unsubscribe_url: str
 
 
 class LinkUsed(TokenError):
@@ -33,15 +44,18 @@ def subscribe(
     session: Session, email: str, name: str | None, *, ip: str, consent: str, form: str,
     signer: Signer,
     new_link: bool = True,
-) -> Confirmation | None:  # fmt: skip
-    """Record a signup; returns the confirmation to send, or None when there is
+) -> str | None:  # fmt: skip
+    """Record a signup; returns the token for a confirmation link, or None when there is
     nothing new to say (the address is already active) or no email may go out now
     (`new_link` False: the links already sent then stay valid)."""
     address = normalize_email(email)
     name = clean_name(name)[:MAX_WEB_NAME]
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     now = utcnow()
-    if not new_link or (subscriber is not None and subscriber.status == Status.active):
+    if not new_link:
+        return None
+    if subscriber is not None and subscriber.status == Status.active:
+        _as_costly_as_a_signup(session, subscriber, signer)
         return None
     if subscriber is None:
         subscriber = Subscriber(
@@ -58,7 +72,53 @@ def subscribe(
     subscriber.consent_source = form[:500]
     subscriber.confirm_nonce = secrets.token_urlsafe(12)
     session.flush()
-    return Confirmation(address, signer.confirm_token(subscriber.id, subscriber.confirm_nonce))
+    return signer.confirm_token(subscriber.id, subscriber.confirm_nonce)
+
+
+def _as_costly_as_a_signup(session: Session, subscriber: Subscriber, signer: Signer) -> None:
+    """Do for an active address the work a signup does (a row written, a token signed)
+    and change nothing: a known address must answer no faster than a new one."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber.id)
+        .values(confirm_nonce=Subscriber.confirm_nonce)
+    )
+    signer.confirm_token(subscriber.id, secrets.token_urlsafe(12))
+
+
+def request(
+    engine: Engine, email: str, name: str | None, *, ip: str, consent: str, signer: Signer,
+    links: Links, new_link: bool = True,
+) -> Confirmation | None:  # fmt: skip
+    """A signup from the form, in its own transaction (see `subscribe`); the
+    confirmation carries its link."""
+    with db.session(engine) as session:
+        token = subscribe(
+            session, email, name, ip=ip, consent=consent, form=f"{links.home()} (signup form)",
+            signer=signer, new_link=new_link,
+        )  # fmt: skip
+    return None if token is None else Confirmation(token, links.confirm(token))
+
+
+def confirm_link(
+    engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int
+) -> Joined:
+    """Confirm in its own transaction; raises TokenError (TokenExpired, LinkUsed)."""
+    with db.session(engine) as session:
+        subscriber = confirm(session, token, signer=signer, max_age_seconds=max_age_seconds)
+        subscriber_id, address = subscriber.id, subscriber.email
+    return Joined(address, links.unsubscribe(subscriber_id, address))
+
+
+def unsubscribe_link(engine: Engine, token: str, *, signer: Signer) -> None:
+    """One-click unsubscribe in its own transaction; raises TokenError when forged."""
+    with db.session(engine) as session:
+        unsubscribe(session, token, signer=signer)
+
+
+def check_unsubscribe(token: str, *, signer: Signer) -> None:
+    """Raises TokenError unless the token is a genuine unsubscribe link's."""
+    signer.subscriber_of(token)
 
 
 def confirm(session: Session, token: str, *, signer: Signer, max_age_seconds: int) -> Subscriber:

@@ -237,29 +237,46 @@ def current_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def writable(engine: Engine) -> bool:
-    """Whether the database accepts writes now (for /healthz): a write rolled back.
+def refusal(exc: BaseException) -> str | None:
+    """Why the database refused ("read-only", "busy", "unavailable"), or None when the
+    error is not the database's refusal (a bug of ours, say)."""
+    if isinstance(exc, DatabaseReadOnly):
+        return "read-only"
+    if isinstance(exc, DatabaseBusy):
+        return "busy"
+    if isinstance(exc, DatabaseUnavailable):
+        return "unavailable"
+    return None
 
-    A SQLite database another program is writing to counts as writable; the
-    probe waits at most a moment for its lock instead of the full busy timeout."""
+
+def write_problem(engine: Engine) -> str | None:
+    """None when the database accepts a write now (for /healthz), else why not: a write,
+    rolled back. The probe waits a moment for another writer's lock, not the full
+    busy timeout."""
     try:
         with engine.connect() as connection:
             if engine.dialect.name != "sqlite":
-                return connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+                on = connection.exec_driver_sql("SHOW transaction_read_only").scalar()
+                return "read-only" if on == "on" else None
             connection.exec_driver_sql("PRAGMA busy_timeout=200")
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-                # BEGIN IMMEDIATE succeeds on a read-only file; only a write tells.
-                connection.exec_driver_sql("CREATE TABLE _writable_probe (x INTEGER)")
+                # BEGIN IMMEDIATE succeeds on a read-only file; only a write tells (and
+                # one on our own table also tells a database that lacks it).
+                connection.exec_driver_sql("UPDATE subscribers SET id = id WHERE 1 = 0")
             finally:
                 connection.rollback()
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 connection.commit()
-    except DatabaseBusy:
-        return True
-    except SQLAlchemyError:
-        return False
-    return True
+    except SQLAlchemyError as exc:
+        return refusal(exc) or "unavailable"
+    return None
+
+
+def writable(engine: Engine) -> bool:
+    """Whether writes can go ahead: a database another program is writing to counts,
+    since its lock is released in moments."""
+    return write_problem(engine) in (None, "busy")
 
 
 @contextmanager
@@ -279,9 +296,11 @@ __all__ = [
     "Session",
     "connect",
     "current_revision",
+    "refusal",
     "resolve_url",
     "session",
     "sqlite_file",
     "upgrade",
     "writable",
+    "write_problem",
 ]

@@ -1,0 +1,76 @@
+"""Nobody can learn whether an address is subscribed from how long the signup takes:
+a known (active) address and a new one must cost the same, within a small bound."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from conftest import use_smtp
+from fastapi.testclient import TestClient
+
+from newsletter.config import load_config
+from newsletter.web import create_app
+
+ROUNDS = 200
+
+
+def compare(ours: list[float], theirs: list[float]) -> tuple[float, float]:
+    """How much slower ours are than theirs, as Mann-Whitney's test sees it: the median
+    of all pairwise differences (the Hodges-Lehmann shift), and the share of pairs in
+    which ours is the slower (U / n·m, ties counting half). (0, 0.5) when equal."""
+    differences = [a - b for a in ours for b in theirs]
+    slower = sum((d > 0) + (d == 0) / 2 for d in differences) / len(differences)
+    return statistics.median(differences), slower
+
+
+def fastest_half(times: list[float]) -> list[float]:
+    """A busy machine only ever adds time, in bursts that can land more on one branch
+    in a run; a request's own cost shows in its fast runs."""
+    return sorted(times)[: len(times) // 2]
+
+
+def test_compare_sees_a_shift_and_its_absence():
+    assert compare([2.0, 3.0, 4.0], [0.0, 1.0, 1.5]) == (2.0, 1.0)
+    assert compare([0.0, 1.0], [2.0, 3.0]) == (-2.0, 0.0)
+    assert compare([1.0, 2.0], [1.0, 2.0]) == (0.0, 0.5)
+
+
+def test_signup_takes_as_long_for_a_known_address_as_for_a_new_one(folder, smtp, cli):
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text() + '\n[web]\nlimit_per_ip = "100000/minute"\n'
+        'limit_per_address = "100000/hour"\nconfirmations_per_day = 50\n'
+    )
+    use_smtp(folder, smtp.port)
+    assert cli("subscribers", "add", "known@example.com").exit_code == 0
+    config = load_config(toml, environ={})
+    times: dict[str, list[float]] = {"known": [], "new": []}
+    order = random.Random(8058)  # noqa: S311 (an order to test in, not a secret)
+    with TestClient(create_app(config)) as client:
+        for n in range(ROUNDS + 20):  # the first 20 rounds warm up caches, not measured
+            # A random order in each round: neither branch always follows the other,
+            # nor meets the emails (sent a while after each new signup) more often.
+            for kind in order.sample(("new", "known"), 2):
+                email = "known@example.com" if kind == "known" else f"new{n}@example.com"
+                start = time.perf_counter()
+                response = client.post("/subscribe", data={"email": email, "name": "Pat"})
+                elapsed = time.perf_counter() - start
+                assert response.status_code == 200
+                if n >= 20:
+                    times[kind].append(elapsed)
+        deadline = time.monotonic() + 30
+        while len(smtp.handler.received) < ROUNDS + 20:  # each new address was mailed
+            assert time.monotonic() < deadline, f"{len(smtp.handler.received)} emails arrived"
+            time.sleep(0.05)
+
+    known, new = fastest_half(times["known"]), fastest_half(times["new"])
+    shift, slower = compare(known, new)
+    bound = max(0.0003, 0.15 * min(statistics.median(known), statistics.median(new)))
+    assert abs(shift) < bound, (
+        f"a known address answers {shift * 1e3:+.3f} ms slower than a new one (bound "
+        f"{bound * 1e3:.3f} ms; slower in {slower:.0%} of pairs); medians: known "
+        f"{statistics.median(times['known']) * 1e3:.3f} ms, new "
+        f"{statistics.median(times['new']) * 1e3:.3f} ms"
+    )
