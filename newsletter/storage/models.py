@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 
 from sqlalchemy import (
+    Date,
     DateTime,
     Enum,
     Float,
@@ -67,6 +68,11 @@ class Subscriber(Base):
     # Normalized and lower-cased, so uniqueness is case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # Greetings use the first name; imports bring first and last names apart, and
+    # any other columns of the export as attributes (a JSON object) templates may use.
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    attributes: Mapped[str | None] = mapped_column(Text)
     status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"), index=True)
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -107,6 +113,11 @@ class Send(Base):
     slot_prefix: Mapped[str] = mapped_column(String(40))
     # A hash of the issue file as it was when the send started: a resume notices edits.
     source_hash: Mapped[str | None] = mapped_column(String(64))
+    # The issue as the archive shows it (a web page, not the email), kept at send time
+    # so that the site does not depend on the issue files being deployed with it.
+    title: Mapped[str | None] = mapped_column(String(200))
+    issue_date: Mapped[dt.date | None] = mapped_column(Date)
+    web_html: Mapped[str | None] = mapped_column(Text)
     state: Mapped[SendState] = mapped_column(_enum(SendState, "send_state"))
     total: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
