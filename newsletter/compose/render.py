@@ -143,6 +143,7 @@ def inline_css(page: str) -> str:
     # cssutils would fetch every @import (mj-font adds one for Google Fonts) even
     # with allow_network=False; premailer leaves styles marked "ignore" as they are.
     page = _STYLE_WITH_IMPORT.sub(r'<style\1 data-premailer="ignore">', page)
+    _without_css_validation()
     inlined = Premailer(
         page,
         allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
@@ -154,6 +155,17 @@ def inline_css(page: str) -> str:
     # premailer drops the doctype; without it clients render in quirks mode.
     doctype = "<!doctype html>"
     return inlined if inlined.lower().startswith(doctype) else doctype + inlined
+
+
+@functools.cache
+def _without_css_validation() -> None:
+    """premailer validates every inline style against cssutils' CSS profiles even with
+    disable_validation=True (merge_styles ignores it). Validating only logs, and the
+    output is the same without it, but compiling the profiles' regular expressions
+    is about half of a process's first render: `check` would pay it every time."""
+    import cssutils
+
+    cssutils.profile.removeProfile(all=True)
 
 
 def _view(issue: Issue, config: Config) -> dict[str, Any]:
