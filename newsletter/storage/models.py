@@ -37,6 +37,9 @@ class Status(enum.StrEnum):
 
 
 class SendState(enum.StrEnum):
+    scheduled = "scheduled"  # waits for its time; the worker starts it
+    late = "late"  # found too long past its time: waits for the editor
+    cancelled = "cancelled"
     sending = "sending"
     paused = "paused"
     done = "done"
@@ -47,6 +50,13 @@ class DeliveryState(enum.StrEnum):
     sent = "sent"
     failed = "failed"
     bounced = "bounced"
+    skipped = "skipped"  # unsubscribed or bounced before their turn came
+
+
+class OutboxState(enum.StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
 
 
 def _enum(kind: type[enum.Enum], name: str) -> Enum:
@@ -79,6 +89,9 @@ class Subscriber(Base):
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Mailman-style bounce score: hard 1.0, soft 0.5, reset after days without bounces.
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    last_bounce_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The consent record: when, from where (form URL, IP, file), and the text agreed to.
     consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     consent_source: Mapped[str | None] = mapped_column(String(500))
@@ -118,6 +131,8 @@ class Send(Base):
     title: Mapped[str | None] = mapped_column(String(200))
     issue_date: Mapped[dt.date | None] = mapped_column(Date)
     web_html: Mapped[str | None] = mapped_column(Text)
+    # A scheduled send: when it is due (UTC). Starting it is the worker's job.
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     state: Mapped[SendState] = mapped_column(_enum(SendState, "send_state"))
     total: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -149,3 +164,40 @@ class Delivery(Base):
     # expired lease returns the delivery to the pool, so a dead worker loses nobody.
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[float | None] = mapped_column(Float)
+
+
+class Outbox(Base):
+    """Transactional mail (confirmation, welcome) waiting for delivery: the web app
+    writes here and never waits on SMTP; `serve` and the worker deliver it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(320))
+    subscriber_id: Mapped[int | None] = mapped_column(Integer)
+    # The message's slot values (confirm_url, …) as a JSON object.
+    values: Mapped[str] = mapped_column(Text, default="{}")
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState, "outbox_state"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_reply: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BounceEvent(Base):
+    """One bounce, complaint or mailed unsubscribe, as read from the bounce mailbox."""
+
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # hard, soft, complaint, unsubscribe
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    detail: Mapped[str | None] = mapped_column(String(500))  # status code, reporter, …
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
