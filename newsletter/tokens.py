@@ -3,9 +3,11 @@ expires: a link in a years-old email must still work, without a login."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
@@ -33,6 +35,17 @@ def secret_of(config: Config) -> str:
             "writes one)"
         )
     return key.get_secret_value()
+
+
+@dataclass(frozen=True)
+class ConfirmLink:
+    """A genuine, unexpired confirmation link: whom it names, when it was made
+    (to the second), and the fingerprints of the address and name it was made for."""
+
+    subscriber_id: int
+    issued: dt.datetime
+    address: str
+    name: str
 
 
 class Signer:
@@ -67,20 +80,30 @@ class Signer:
     def matches(self, fingerprint: str, email: str) -> bool:
         return hmac.compare_digest(fingerprint, self.digest("address", email, size=10))
 
-    def confirm_token(self, subscriber_id: int, nonce: str) -> str:
-        return self._confirm.dumps([subscriber_id, nonce])
+    def confirm_token(self, subscriber_id: int, email: str, name: str) -> str:
+        """A confirmation link's token: every unexpired one works, so it names the
+        subscriber and proves the address (an id reused after an erasure does not
+        match) and the name typed with it (only that signup's name is applied)."""
+        return self._confirm.dumps(
+            [subscriber_id, self.digest("address", email, size=10), self.name_digest(name)]
+        )
 
-    def confirm_of(self, token: str, max_age_seconds: int) -> tuple[int, str]:
-        """(subscriber id, nonce) of a confirmation link younger than max_age."""
+    def confirm_of(self, token: str, max_age_seconds: int) -> ConfirmLink:
+        """What a confirmation link younger than max_age names, and when it was made."""
         try:
-            value = self._confirm.loads(token, max_age=max_age_seconds)
+            value, issued = self._confirm.loads(
+                token, max_age=max_age_seconds, return_timestamp=True
+            )
         except SignatureExpired:
             raise TokenExpired("this confirmation link has expired") from None
         except BadSignature:
             raise TokenError("this confirmation link is damaged or not ours") from None
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+        if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], int)):
             raise TokenError("this confirmation link is damaged or not ours")
-        return value[0], str(value[1])
+        return ConfirmLink(value[0], issued, str(value[1]), str(value[2]))
+
+    def name_digest(self, name: str) -> str:
+        return self.digest("name", name, size=10)
 
     def digest(self, *parts: object, size: int = 20) -> str:
         """A stable keyed hash: the same inputs always give the same hex string."""
