@@ -205,21 +205,22 @@ def _named(session: Session, link: ConfirmLink, signer: Signer) -> Subscriber:
     if (
         subscriber is None
         or not signer.matches(link.address, subscriber.email)
-        or _seconds(subscriber.created_at) > link.issued
+        or _millis(subscriber.created_at) > link.issued
     ):
         raise LinkGone("this confirmation link is for someone erased since")
     # A link works until its subscriber confirms; if they leave after that, an old
-    # link must not bring them back. Tokens carry whole seconds: a link made in the
-    # second of a confirmation counts as made after it.
+    # link must not bring them back. Tokens carry milliseconds: a link made in the
+    # millisecond of a confirmation counts as made after it.
     confirmed = subscriber.confirmed_at
-    if subscriber.status != Status.active and confirmed and _seconds(confirmed) > link.issued:
+    if subscriber.status != Status.active and confirmed and _millis(confirmed) > link.issued:
         raise LinkUsed("this confirmation link was used, and its subscriber left since")
     return subscriber
 
 
-def _seconds(moment: dt.datetime) -> dt.datetime:
+def _millis(moment: dt.datetime) -> dt.datetime:
     # SQLite hands datetimes back without their zone; they were stored in UTC.
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).replace(microsecond=0)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _holder(session: Session, token: str, signer: Signer) -> Subscriber | None:
