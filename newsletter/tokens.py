@@ -3,11 +3,14 @@ expires: a link in a years-old email must still work, without a login."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
+import time
+from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 
 from newsletter.config import Config
@@ -35,12 +38,23 @@ def secret_of(config: Config) -> str:
     return key.get_secret_value()
 
 
+@dataclass(frozen=True)
+class ConfirmLink:
+    """A genuine, unexpired confirmation link: whom it names, when it was made
+    (to the millisecond), and the fingerprints of the address and name it was made for."""
+
+    subscriber_id: int
+    issued: dt.datetime
+    address: str
+    name: str
+
+
 class Signer:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
         self._unsubscribe = URLSafeSerializer(secret, salt="unsubscribe")
         self._unsubscribe_signer = self._unsubscribe.make_signer()
-        self._confirm = URLSafeTimedSerializer(secret, salt="confirm")
+        self._confirm = URLSafeSerializer(secret, salt="confirm")
 
     def unsubscribe_token(self, subscriber_id: int, email: str) -> str:
         # The address's fingerprint rides along: an id that SQLite hands out again
@@ -67,20 +81,38 @@ class Signer:
     def matches(self, fingerprint: str, email: str) -> bool:
         return hmac.compare_digest(fingerprint, self.digest("address", email, size=10))
 
-    def confirm_token(self, subscriber_id: int, nonce: str) -> str:
-        return self._confirm.dumps([subscriber_id, nonce])
+    def confirm_token(self, subscriber_id: int, email: str, name: str) -> str:
+        """A confirmation link's token: every unexpired one works, so it names the
+        subscriber and proves the address (an id reused after an erasure does not
+        match) and the name typed with it (only that signup's name is applied). It
+        carries its own time in milliseconds (itsdangerous's has whole seconds): a
+        link made before a confirmation must be told from one made just after it."""
+        issued = int(time.time() * 1000)
+        address = self.digest("address", email, size=10)
+        return self._confirm.dumps([subscriber_id, address, self.name_digest(name), issued])
 
-    def confirm_of(self, token: str, max_age_seconds: int) -> tuple[int, str]:
-        """(subscriber id, nonce) of a confirmation link younger than max_age."""
+    def confirm_of(self, token: str, max_age_seconds: int) -> ConfirmLink:
+        """What a confirmation link younger than max_age names, and when it was made."""
         try:
-            value = self._confirm.loads(token, max_age=max_age_seconds)
-        except SignatureExpired:
-            raise TokenExpired("this confirmation link has expired") from None
+            value = self._confirm.loads(token)
         except BadSignature:
             raise TokenError("this confirmation link is damaged or not ours") from None
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+        if not (
+            isinstance(value, list)
+            and len(value) == 4
+            and all(isinstance(value[i], int) for i in (0, 3))
+        ):
             raise TokenError("this confirmation link is damaged or not ours")
-        return value[0], str(value[1])
+        subscriber_id, address, name, issued = value
+        if time.time() - issued / 1000 > max_age_seconds:
+            raise TokenExpired("this confirmation link has expired")
+        moment = dt.datetime.fromtimestamp(issued // 1000, dt.UTC)
+        return ConfirmLink(
+            subscriber_id, moment.replace(microsecond=issued % 1000 * 1000), str(address), str(name)
+        )
+
+    def name_digest(self, name: str) -> str:
+        return self.digest("name", name, size=10)
 
     def digest(self, *parts: object, size: int = 20) -> str:
         """A stable keyed hash: the same inputs always give the same hex string."""

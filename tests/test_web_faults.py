@@ -73,7 +73,7 @@ def test_a_read_only_database_gets_try_again_later_not_a_crash(letter, smtp):
         assert_try_later(client.post("/subscribe", data={"email": "ana@example.com"}))
         as_json = client.post("/subscribe", json={"email": "new@example.com"})
         assert as_json.status_code == 503 and as_json.json() == {"error": TRY_LATER}
-        assert_try_later(client.get(confirm))
+        assert_try_later(client.post(confirm))  # the button's POST
         assert_try_later(
             client.post(unsubscribe),
             "We can't record your unsubscribe right now; please try again later.",
@@ -82,8 +82,8 @@ def test_a_read_only_database_gets_try_again_later_not_a_crash(letter, smtp):
         assert health.status_code == 503
         assert health.json() == {"status": "error", "database": "read-only"}
         assert health.headers["retry-after"].isdigit()
-        # Reading still works: the form, the unsubscribe button, the archive, the feed.
-        for path in ("/", unsubscribe, "/archive", "/feed.xml"):
+        # Reading still works: the form, the confirm and unsubscribe buttons, the archive...
+        for path in ("/", confirm, unsubscribe, "/archive", "/feed.xml"):
             assert client.get(path).status_code == 200, path
         time.sleep(0.2)
     assert len(smtp.handler.received) == 1  # no confirmation or welcome went out
@@ -99,7 +99,7 @@ def test_a_database_held_by_another_writer_is_busy(letter):
         event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=100"))
         with TestClient(create_app(config, engine=engine)) as client:
             assert_try_later(client.post("/subscribe", data={"email": "new@example.com"}))
-            assert_try_later(client.get(confirm))
+            assert_try_later(client.post(confirm))  # the button's POST
             health = client.get("/healthz")
             assert (health.status_code, health.json()["database"]) == (503, "busy")
     finally:

@@ -5,7 +5,8 @@ them); `subscribe`, `confirm` and `unsubscribe` work inside a caller's session."
 
 from __future__ import annotations
 
-import secrets
+import datetime as dt
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, select, update
@@ -15,7 +16,7 @@ from newsletter.links import Links
 from newsletter.storage import db
 from newsletter.storage.models import Erased, Status, Subscriber, utcnow
 from newsletter.storage.subscribers import clean_name, email_hash, normalize_email
-from newsletter.tokens import Signer, TokenError
+from newsletter.tokens import ConfirmLink, Signer, TokenError
 
 MAX_WEB_NAME = 100
 
@@ -37,7 +38,21 @@ class Joined:
 
 
 class LinkUsed(TokenError):
-    """A confirmation link that was already used, or replaced by a newer one."""
+    """A confirmation link used before by someone who has left since (unsubscribed
+    or bounced): it must not bring them back; the signup form can."""
+
+
+class LinkGone(TokenError):
+    """A confirmation link made before its subscriber's row: they were erased since,
+    and the id it names may now be someone else's."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a confirmation link would confirm, read without changing anything."""
+
+    email: str
+    subscribed: bool  # already active: the button has nothing left to do
 
 
 def subscribe(
@@ -55,7 +70,7 @@ def subscribe(
     if not new_link:
         return None
     if subscriber is not None and subscriber.status == Status.active:
-        _as_costly_as_a_signup(session, subscriber, signer)
+        _as_costly_as_a_signup(session, subscriber, name, signer)
         return None
     if subscriber is None:
         subscriber = Subscriber(
@@ -63,27 +78,28 @@ def subscribe(
             bounce_count=0,
         )  # fmt: skip
         session.add(subscriber)
-    # All of this describes the signup whose link is now the only valid one; the
-    # typed name is applied only when that link is confirmed.
+    # The latest signup's details; every unexpired link still confirms, but the typed
+    # name is applied only by the link of the signup that typed it (see `confirm`).
     subscriber.pending_name = name
     subscriber.signup_at = now
     subscriber.signup_ip = ip[:64]
     subscriber.consent_text = consent
     subscriber.consent_source = form[:500]
-    subscriber.confirm_nonce = secrets.token_urlsafe(12)
     session.flush()
-    return signer.confirm_token(subscriber.id, subscriber.confirm_nonce)
+    return signer.confirm_token(subscriber.id, address, name)
 
 
-def _as_costly_as_a_signup(session: Session, subscriber: Subscriber, signer: Signer) -> None:
+def _as_costly_as_a_signup(
+    session: Session, subscriber: Subscriber, name: str, signer: Signer
+) -> None:
     """Do for an active address the work a signup does (a row written, a token signed)
     and change nothing: a known address must answer no faster than a new one."""
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber.id)
-        .values(confirm_nonce=Subscriber.confirm_nonce)
+        .values(signup_at=Subscriber.signup_at)
     )
-    signer.confirm_token(subscriber.id, secrets.token_urlsafe(12))
+    signer.confirm_token(subscriber.id, subscriber.email, name)
 
 
 def request(
@@ -100,14 +116,23 @@ def request(
     return None if token is None else Confirmation(token, links.confirm(token))
 
 
+def look_up(engine: Engine, token: str, *, signer: Signer, max_age_seconds: int) -> Pending:
+    """What a confirmation link is for; changes nothing (mail scanners open every
+    link). Raises TokenError (TokenExpired, LinkUsed, LinkGone)."""
+    with db.session(engine) as session:
+        subscriber = _named(session, signer.confirm_of(token, max_age_seconds), signer)
+        return Pending(subscriber.email, subscriber.status == Status.active)
+
+
 def confirm_link(
     engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int
-) -> Joined:
-    """Confirm in its own transaction; raises TokenError (TokenExpired, LinkUsed)."""
+) -> Joined | None:
+    """Confirm in its own transaction: who just joined, or None when they already had
+    (a link clicked again). Raises TokenError (TokenExpired, LinkUsed, LinkGone)."""
     with db.session(engine) as session:
-        subscriber = confirm(session, token, signer=signer, max_age_seconds=max_age_seconds)
+        subscriber, joined = confirm(session, token, signer=signer, max_age_seconds=max_age_seconds)
         subscriber_id, address = subscriber.id, subscriber.email
-    return Joined(address, links.unsubscribe(subscriber_id, address))
+    return Joined(address, links.unsubscribe(subscriber_id, address)) if joined else None
 
 
 def unsubscribe_link(engine: Engine, token: str, *, signer: Signer) -> None:
@@ -116,38 +141,100 @@ def unsubscribe_link(engine: Engine, token: str, *, signer: Signer) -> None:
         unsubscribe(session, token, signer=signer)
 
 
-def check_unsubscribe(token: str, *, signer: Signer) -> None:
-    """Raises TokenError unless the token is a genuine unsubscribe link's."""
-    signer.subscriber_of(token)
+def unsubscribe_status(engine: Engine, token: str, *, signer: Signer) -> Status | None:
+    """The status of whom a genuine unsubscribe link names (None: nobody, any more);
+    changes nothing. Raises TokenError unless the token is an unsubscribe link's."""
+    with db.session(engine) as session:
+        subscriber = _holder(session, token, signer)
+        return None if subscriber is None else subscriber.status
 
 
-def confirm(session: Session, token: str, *, signer: Signer, max_age_seconds: int) -> Subscriber:
-    """Activate the subscriber a valid, unused confirmation link names."""
-    subscriber_id, nonce = signer.confirm_of(token, max_age_seconds)
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.confirm_nonce != nonce:
-        raise LinkUsed("this confirmation link was already used, or a newer one replaced it")
+def resubscribe_link(
+    engine: Engine, token: str, *, signer: Signer, consent: str, form: str
+) -> bool:
+    """Undo an unsubscribe from the link that did it; False when that link cannot
+    (erased, bounced, never confirmed): the signup form's double opt-in must.
+
+    No new confirmation email: the token is signed for this id and address and
+    went out only inside mail delivered to that address, so pressing the button
+    proves what a confirmation link proves (a person reading that inbox). A
+    bounced address gets no such shortcut: only a fresh email shows it works again."""
+    with db.session(engine) as session:
+        subscriber = _holder(session, token, signer)
+        if subscriber is None or subscriber.status in (Status.pending, Status.bounced):
+            return False
+        if subscriber.status == Status.unsubscribed:
+            now = utcnow()
+            subscriber.status = Status.active
+            subscriber.unsubscribed_at = None
+            subscriber.consent_at = now
+            subscriber.consent_text = consent
+            subscriber.consent_source = form[:500]
+        return True
+
+
+def confirm(
+    session: Session, token: str, *, signer: Signer, max_age_seconds: int
+) -> tuple[Subscriber, bool]:
+    """Activate whom a valid confirmation link names: (subscriber, whether this
+    activated them; False when they already were)."""
+    link = signer.confirm_of(token, max_age_seconds)
+    subscriber = _named(session, link, signer)
+    if subscriber.status == Status.active:
+        return subscriber, False  # clicked again: changes nothing
+    # Only the link of the signup that typed the pending name applies it: with every
+    # link valid, a stranger's signup for this address must not name its reader.
+    typed = subscriber.pending_name
+    if typed and hmac.compare_digest(link.name, signer.name_digest(typed)):
+        subscriber.name = typed
+    subscriber.pending_name = None
     now = utcnow()
     subscriber.status = Status.active
     subscriber.confirmed_at = now
     subscriber.consent_at = now
     subscriber.unsubscribed_at = None
     subscriber.bounce_count = 0
-    subscriber.confirm_nonce = None
-    if subscriber.pending_name:
-        subscriber.name = subscriber.pending_name
-    subscriber.pending_name = None
     # Opting in again themselves undoes an earlier erasure's import block.
     session.execute(delete(Erased).where(Erased.email_hash == email_hash(subscriber.email)))
+    return subscriber, True
+
+
+def _named(session: Session, link: ConfirmLink, signer: Signer) -> Subscriber:
+    """The subscriber a confirmation link may still confirm (or finds active)."""
+    subscriber = session.get(Subscriber, link.subscriber_id)
+    if (
+        subscriber is None
+        or not signer.matches(link.address, subscriber.email)
+        or _millis(subscriber.created_at) > link.issued
+    ):
+        raise LinkGone("this confirmation link is for someone erased since")
+    # A link works until its subscriber confirms; if they leave after that, an old
+    # link must not bring them back. Tokens carry milliseconds: a link made in the
+    # millisecond of a confirmation counts as made after it.
+    confirmed = subscriber.confirmed_at
+    if subscriber.status != Status.active and confirmed and _millis(confirmed) > link.issued:
+        raise LinkUsed("this confirmation link was used, and its subscriber left since")
+    return subscriber
+
+
+def _millis(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands datetimes back without their zone; they were stored in UTC.
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _holder(session: Session, token: str, signer: Signer) -> Subscriber | None:
+    """Whom a genuine unsubscribe link names, if that id still holds that address."""
+    subscriber_id, fingerprint = signer.subscriber_of(token)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or not signer.matches(fingerprint, subscriber.email):
+        return None  # erased, or the id now belongs to someone else
     return subscriber
 
 
 def unsubscribe(session: Session, token: str, *, signer: Signer) -> None:
     """Idempotent: unsubscribing twice, or after being erased, is fine."""
-    subscriber_id, fingerprint = signer.subscriber_of(token)
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or not signer.matches(fingerprint, subscriber.email):
-        return  # erased, or the id now belongs to someone else: nothing to do
-    if subscriber.status != Status.unsubscribed:
+    subscriber = _holder(session, token, signer)
+    if subscriber is not None and subscriber.status != Status.unsubscribed:
         subscriber.status = Status.unsubscribed
         subscriber.unsubscribed_at = utcnow()

@@ -15,6 +15,13 @@ CSP = (
 )
 
 
+def mask_email(address: str) -> str:
+    """a••@example.com: enough for its owner to recognise, little for anyone else
+    who sees the page (a forwarded mail, a scanner's log)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}\u2022\u2022@{domain}"
+
+
 class Pages:
     def __init__(self, env: jinja2.Environment, config: Config, links: Links) -> None:
         self.env, self.newsletter, self.base = env, config.newsletter, links.base
