@@ -198,6 +198,9 @@ def test_resubscribe_needs_the_form_after_a_bounce_or_an_erasure(client, folder,
     answer = client.post("/resubscribe", data={"token": token})
     assert answer.status_code == 200 and "sign up" in answer.text and 'name="email"' in answer.text
     assert active(folder, "old@example.com") == Status.bounced
+    client.post(f"/unsubscribe?token={token}")  # unsubscribing, then resubscribing,
+    client.post("/resubscribe", data={"token": token})  # must not undo the bounce
+    assert active(folder, "old@example.com") == Status.bounced
     cli("subscribers", "erase", "old@example.com", "--yes")
     cli("subscribers", "add", "new@example.com")
     cli("subscribers", "remove", "new@example.com")

@@ -233,8 +233,10 @@ def _holder(session: Session, token: str, signer: Signer) -> Subscriber | None:
 
 
 def unsubscribe(session: Session, token: str, *, signer: Signer) -> None:
-    """Idempotent: unsubscribing twice, or after being erased, is fine."""
+    """Idempotent: unsubscribing twice, or after being erased, is fine. A bounced
+    reader stays bounced: unsubscribed, they could resubscribe with one button and
+    skip the fresh email that shows their address works again."""
     subscriber = _holder(session, token, signer)
-    if subscriber is not None and subscriber.status != Status.unsubscribed:
+    if subscriber is not None and subscriber.status in (Status.active, Status.pending):
         subscriber.status = Status.unsubscribed
         subscriber.unsubscribed_at = utcnow()
