@@ -239,3 +239,30 @@ def test_a_web_page_template_that_asks_for_a_reader_is_refused_before_sending(se
     )
     assert "Traceback" not in result.output + result.stderr
     assert smtp.handler.received == []
+
+
+OLD_ARCHIVE = """\
+{% extends "web/base.html.j2" %}
+{% block content %}
+<ul>{% for item in issues %}
+<li><a href="{{ base_url }}/archive/{{ item.slug }}">{{ item.subject }}</a>
+<time datetime="{{ item.started_at.date().isoformat() }}">{{ item.started_at.year }}</time></li>
+{% endfor %}</ul>
+{% endblock %}
+"""
+
+
+def test_templates_copied_by_an_earlier_init_still_serve_the_archive(three, folder, client):
+    web = folder / "templates" / "web"
+    (web / "archive.html.j2").write_text(OLD_ARCHIVE)
+    base = (web / "base.html.j2").read_text()
+    base = base.replace("{% block head %}{% endblock %}\n", "")
+    base = base.replace(
+        "{% block masthead %}<h1>{{ newsletter.name }}</h1>{% endblock %}", "<h1>x</h1>"
+    )
+    (web / "base.html.j2").write_text(base)
+    index = client.get("/archive")
+    assert index.status_code == 200
+    assert "The Pipeline Weekly: Survival of the Fittest Funnel" in index.text
+    page = client.get(f"/archive/{SAMPLE}")
+    assert page.status_code == 200 and "<h1>Survival of the Fittest Funnel</h1>" in page.text

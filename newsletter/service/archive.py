@@ -22,33 +22,49 @@ PUBLISHED = (SendState.done,)
 
 @dataclass(frozen=True)
 class Entry:
-    """One published issue, as the archive, its pages and the feed show it."""
+    """One published issue as a listing shows it."""
 
     slug: str
     title: str
     date: dt.date  # the issue's own date (the send's, for sends older than the kept page)
-    description: str
-    body: str | None  # the kept page's body; None for sends older than it
-    record: SendRecord
+    finished_at: dt.datetime
+    # Templates copied by an earlier `newsletter init` list issues by these.
+    subject: str
+    started_at: dt.datetime
 
-    @property
-    def finished_at(self) -> dt.datetime:
-        return self.record.finished_at or self.record.started_at
+
+@dataclass(frozen=True)
+class Kept:
+    """One published issue in full, as its page and the feed show it."""
+
+    entry: Entry
+    body: str | None  # the kept page's body; None for sends older than it
+    description: str
+    record: SendRecord
 
 
 @dataclass(frozen=True)
 class IssuePage:
-    entry: Entry
+    issue: Kept
     older: Entry | None
     newer: Entry | None
 
 
 def published(engine: Engine) -> list[Entry]:
     """The public issues, newest first (by the issue's date, then by when it was sent)."""
-    log = DeliveryLog(engine)
-    reached = log.sent_counts()
-    entries = [_entry(s) for s in log.sends() if s.state in PUBLISHED and reached.get(s.id, 0) > 0]
-    return sorted(entries, key=lambda e: (e.date, e.record.started_at), reverse=True)
+    public = [s for s in DeliveryLog(engine).summaries() if s.state in PUBLISHED and s.sent > 0]
+    public.sort(key=lambda s: (s.issue_date or s.started_at.date(), s.started_at), reverse=True)
+    return [
+        Entry(
+            slug=s.slug,
+            title=s.title or s.subject,
+            date=s.issue_date or s.started_at.date(),
+            finished_at=s.finished_at or s.started_at,
+            subject=s.subject,
+            started_at=s.started_at,
+        )
+        for s in public
+    ]
 
 
 def issue_page(engine: Engine, slug: str) -> IssuePage | None:
@@ -57,24 +73,25 @@ def issue_page(engine: Engine, slug: str) -> IssuePage | None:
     for i, entry in enumerate(entries):
         if entry.slug == slug:
             older = entries[i + 1] if i + 1 < len(entries) else None
-            return IssuePage(entry, older, entries[i - 1] if i > 0 else None)
+            newer = entries[i - 1] if i > 0 else None
+            return IssuePage(in_full(engine, [entry])[0], older, newer)
     return None
 
 
-def email_version(entry: Entry, config: Config) -> str:
+def in_full(engine: Engine, entries: list[Entry]) -> list[Kept]:
+    log = DeliveryLog(engine)
+    kept = []
+    for entry in entries:
+        record = log.find(entry.slug)
+        if record is not None:  # deleted since it was listed
+            body = record.web_html
+            description = webpage.description_of(body) if body else ""
+            kept.append(Kept(entry, body, description, record))
+    return kept
+
+
+def email_version(issue: Kept, config: Config) -> str:
     """The email as sent, with no reader's data in it: the page of a send that
     started before the archive kept pages of its own."""
-    prepared = stored_prepared(entry.record, config.newsletter.greeting_fallback)
+    prepared = stored_prepared(issue.record, config.newsletter.greeting_fallback)
     return render.public_fill(prepared, config).html
-
-
-def _entry(record: SendRecord) -> Entry:
-    body = record.web_html
-    return Entry(
-        slug=record.slug,
-        title=record.title or record.subject,
-        date=record.issue_date or record.started_at.date(),
-        description=webpage.description_of(body) if body else "",
-        body=body,
-        record=record,
-    )

@@ -27,7 +27,16 @@ from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, 
 from newsletter.storage.models import utcnow as now
 from newsletter.storage.result_writer import Result, ResultWriter
 
-__all__ = ["Claimed", "DeliveryLog", "NewSend", "Result", "SendBusy", "SendRecord", "exclusive"]
+__all__ = [
+    "Claimed",
+    "DeliveryLog",
+    "NewSend",
+    "Result",
+    "SendBusy",
+    "SendRecord",
+    "SendSummary",
+    "exclusive",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,19 @@ class SendRecord:
     title: str | None = None
     issue_date: dt.date | None = None
     web_html: str | None = None
+
+
+@dataclass(frozen=True)
+class SendSummary:
+    id: int
+    slug: str
+    subject: str
+    title: str | None
+    issue_date: dt.date | None
+    state: SendState
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    sent: int  # deliveries that left
 
 
 @dataclass(frozen=True)
@@ -267,16 +289,21 @@ class DeliveryLog:
         found = dict(rows)
         return {state: found.get(state, 0) for state in DeliveryState}
 
-    def sent_counts(self) -> dict[int, int]:
-        """Each send's deliveries that left (send id → count; sends with none are absent)."""
+    def summaries(self) -> list[SendSummary]:
+        """Every send without its bodies, and how many of its deliveries left: what a
+        listing needs, at a small fraction of the cost of `sends()`."""
+        sent = (
+            select(Delivery.send_id, func.count().label("sent"))
+            .where(Delivery.state == DeliveryState.sent)
+            .group_by(Delivery.send_id)
+            .subquery()
+        )
+        query = select(
+            Send.id, Send.slug, Send.subject, Send.title, Send.issue_date, Send.state,
+            Send.started_at, Send.finished_at, func.coalesce(sent.c.sent, 0),
+        ).outerjoin(sent, sent.c.send_id == Send.id)  # fmt: skip
         with self.engine.connect() as conn:
-            return dict(
-                conn.execute(
-                    select(Delivery.send_id, func.count())
-                    .where(Delivery.state == DeliveryState.sent)
-                    .group_by(Delivery.send_id)
-                ).all()
-            )
+            return [SendSummary(*row) for row in conn.execute(query.order_by(Send.started_at))]
 
     def problems(self, send_id: int, limit: int = 50) -> list[tuple[str, str, int, str]]:
         """Failed and bounced deliveries, and pending ones that were retried."""

@@ -18,7 +18,7 @@ from newsletter.web.deps import Context
 router = APIRouter()
 
 
-FEED_ENTRIES = 50  # the newest issues, in full; older ones stay in the archive
+FEED_ENTRIES = 20  # the newest issues, in full; the archive keeps the rest
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -32,24 +32,24 @@ async def web_version(ctx: Context, slug: str):
     found = service.issue_page(ctx.engine, slug[:100])
     if found is None:
         return ctx.pages.message(404, "Not found", "There is no issue here.")
-    if found.entry.body is None:
-        return ctx.pages.html(service.email_version(found.entry, ctx.config))
+    if found.issue.body is None:
+        return ctx.pages.html(service.email_version(found.issue, ctx.config))
     return ctx.pages.page(
         "archive_issue",
         page=found,
-        url=ctx.links.web(found.entry.slug),
-        body=Markup(found.entry.body),  # noqa: S704 (rendered autoescaped by compose.webpage)
+        url=ctx.links.web(slug),
+        body=Markup(found.issue.body),  # noqa: S704 (rendered autoescaped by compose.webpage)
     )
 
 
 @router.api_route("/feed.xml", methods=["GET", "HEAD"])
 async def feed(ctx: Context):
-    entries = service.published(ctx.engine)[:FEED_ENTRIES]
-    body = atom(ctx.config, ctx.links, entries)
+    issues = service.in_full(ctx.engine, service.published(ctx.engine)[:FEED_ENTRIES])
+    body = atom(ctx.config, ctx.links, issues)
     return Response(body, media_type="application/atom+xml", headers=ctx.pages.headers)
 
 
-def atom(config: Config, links: Links, entries: list[service.Entry]) -> bytes:
+def atom(config: Config, links: Links, issues: list[service.Kept]) -> bytes:
     """An Atom feed (RFC 4287) with each issue's page in full, dated by the issue."""
     feed = ET.Element("feed", xmlns=ATOM)
     ET.SubElement(feed, "title").text = config.newsletter.name
@@ -59,21 +59,21 @@ def atom(config: Config, links: Links, entries: list[service.Entry]) -> bytes:
     ET.SubElement(feed, "link", rel="self", type="application/atom+xml", href=links.feed())
     ET.SubElement(feed, "link", rel="alternate", type="text/html", href=links.archive())
     # The feed changed when an issue last went out, whatever date that issue carries.
-    updated = max((_rfc3339(e.finished_at) for e in entries), default=None)
+    updated = max((_rfc3339(i.entry.finished_at) for i in issues), default=None)
     ET.SubElement(feed, "updated").text = updated or _rfc3339(dt.datetime.now(dt.UTC))
     author = ET.SubElement(feed, "author")
     ET.SubElement(author, "name").text = config.sender.from_name
-    for item in entries:
-        feed.append(_entry(item, links.web(item.slug), config))
+    for issue in issues:
+        feed.append(_entry(issue, links.web(issue.entry.slug), config))
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-def _entry(item: service.Entry, url: str, config: Config) -> ET.Element:
+def _entry(item: service.Kept, url: str, config: Config) -> ET.Element:
     entry = ET.Element("entry")
-    ET.SubElement(entry, "title").text = item.title
+    ET.SubElement(entry, "title").text = item.entry.title
     ET.SubElement(entry, "id").text = url
     ET.SubElement(entry, "link", rel="alternate", type="text/html", href=url)
-    dated = _rfc3339(dt.datetime.combine(item.date, dt.time(), dt.UTC))
+    dated = _rfc3339(dt.datetime.combine(item.entry.date, dt.time(), dt.UTC))
     ET.SubElement(entry, "published").text = dated
     ET.SubElement(entry, "updated").text = dated
     if item.description:
