@@ -48,13 +48,13 @@ def main() -> None:
 
     issue = load_issue(ISSUE)
     env = render.environment(config.root)
-    view = render._view(issue, config)
-    mjml_source = render._render(env, render.HTML_TEMPLATE, view, config, lambda n: "")
+    view = render.issue_view(issue, config)
+    mjml_source = render.render_template(env, render.HTML_TEMPLATE, view, config, lambda n: "")
     page = mjml2html(mjml_source)
 
     stages = {
         "load + validate": lambda: load_issue(ISSUE),
-        "Jinja2 → MJML": lambda: render._render(
+        "Jinja2 → MJML": lambda: render.render_template(
             env, render.HTML_TEMPLATE, view, config, lambda n: ""
         ),
         "MJML → HTML": lambda: mjml2html(mjml_source),

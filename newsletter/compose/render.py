@@ -91,15 +91,15 @@ def derived_subject(name: str, title: str) -> str:
 def prepare(issue: Issue, config: Config) -> PreparedIssue:
     env = environment(config.root)
     prefix = slots.new_prefix()
-    view = _view(issue, config)
-    mjml_source = _render(
+    view = issue_view(issue, config)
+    mjml_source = render_template(
         env,
         HTML_TEMPLATE,
         view,
         config,
         lambda n: Markup(slots.marker(prefix, n)),  # noqa: S704 (fixed ASCII)
     )
-    text = _render(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
+    text = render_template(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
     page = inline_css(compile_mjml(mjml_source))
     return PreparedIssue(
         slug=issue.slug,
@@ -168,7 +168,9 @@ def _without_css_validation() -> None:
     cssutils.profile.removeProfile(all=True)
 
 
-def _view(issue: Issue, config: Config) -> dict[str, Any]:
+def issue_view(issue: Issue, config: Config) -> dict[str, Any]:
+    """What every issue template sees as `issue`: the email, its text part and the
+    archive's web page are all built from this one view."""
     meta = issue.meta
     on_this_date = meta.on_this_date
     song = meta.theme_song
@@ -198,7 +200,11 @@ def _view(issue: Issue, config: Config) -> dict[str, Any]:
     }
 
 
-def _render(env: jinja2.Environment, name: str, view: dict[str, Any], config: Config, slot) -> str:
+def render_template(
+    env: jinja2.Environment, name: str, view: dict[str, Any], config: Config, slot
+) -> str:
+    """One template with the issue's view; any failure is a TemplateError naming the
+    template file and line."""
     try:
         template = env.get_template(name)
         return template.render(

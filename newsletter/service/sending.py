@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.compose import preflight
-from newsletter.compose.issue import IssueError, load_issue
+from newsletter.compose import preflight, webpage
+from newsletter.compose.issue import Issue, IssueError, load_issue
 from newsletter.compose.render import PreparedIssue, prepare
 from newsletter.compose.slots import SlotTemplate, marker, new_prefix
 from newsletter.config import Config
@@ -54,6 +54,7 @@ class Plan:
     source_hash: str
     existing: SendRecord | None
     to_send: int  # deliveries still to go (a resume) or active subscribers (a new send)
+    page: webpage.WebPage  # the archive's page, kept with a send that starts
 
     @property
     def slug(self) -> str:
@@ -97,6 +98,11 @@ def delivery_log(settings: Config) -> DeliveryLog:
 
 def checked_issue(settings: Config, path: Path) -> tuple[PreparedIssue, str]:
     """The issue rendered, refused when `check` finds errors in it; and its file's hash."""
+    _, prepared, source_hash = _checked(settings, path)
+    return prepared, source_hash
+
+
+def _checked(settings: Config, path: Path) -> tuple[Issue, PreparedIssue, str]:
     loaded = load_issue(path)
     prepared = prepare(loaded, settings)
     errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
@@ -106,12 +112,13 @@ def checked_issue(settings: Config, path: Path) -> tuple[PreparedIssue, str]:
             "fix them first",
             details=[f"{f.where}: {f.message}" for f in errors],
         )
-    return prepared, hashlib.sha256(path.read_bytes()).hexdigest()
+    return loaded, prepared, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def plan(settings: Config, path: Path) -> Plan:
     secret_of(settings)  # refuse before any work when links cannot be signed
-    prepared, source_hash = checked_issue(settings, path)
+    issue, prepared, source_hash = _checked(settings, path)
+    page = webpage.render_page(issue, settings)  # a template error stops the send before it starts
     log = delivery_log(settings)
     existing = log.find(prepared.slug)
     if existing and existing.state != SendState.done:
@@ -126,7 +133,7 @@ def plan(settings: Config, path: Path) -> Plan:
                 "not sent: there are no active subscribers; add some with 'newsletter "
                 "subscribers add' or 'import' (or check [database] url)"
             )
-    return Plan(settings, prepared, source_hash, existing, to_send)
+    return Plan(settings, prepared, source_hash, existing, to_send, page)
 
 
 def stored_prepared(record: SendRecord, fallback_name: str) -> PreparedIssue:
@@ -150,6 +157,9 @@ def new_send(plan: Plan) -> NewSend:
         text=plan.prepared.text.fill(stored),
         slot_prefix=prefix,
         source_hash=plan.source_hash,
+        title=plan.page.title,
+        issue_date=plan.page.date,
+        web_html=plan.page.html,
     )
 
 

@@ -27,7 +27,16 @@ from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, 
 from newsletter.storage.models import utcnow as now
 from newsletter.storage.result_writer import Result, ResultWriter
 
-__all__ = ["Claimed", "DeliveryLog", "NewSend", "Result", "SendBusy", "SendRecord", "exclusive"]
+__all__ = [
+    "Claimed",
+    "DeliveryLog",
+    "NewSend",
+    "Result",
+    "SendBusy",
+    "SendRecord",
+    "SendSummary",
+    "exclusive",
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,23 @@ class SendRecord:
     text: str
     slot_prefix: str
     source_hash: str | None
+    # The archive's page of the issue; None for sends started before it was kept.
+    title: str | None = None
+    issue_date: dt.date | None = None
+    web_html: str | None = None
+
+
+@dataclass(frozen=True)
+class SendSummary:
+    id: int
+    slug: str
+    subject: str
+    title: str | None
+    issue_date: dt.date | None
+    state: SendState
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    sent: int  # deliveries that left
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,9 @@ class NewSend:
     text: str
     slot_prefix: str
     source_hash: str
+    title: str | None = None
+    issue_date: dt.date | None = None
+    web_html: str | None = None
 
 
 DEPARTED = "not sent: unsubscribed or bounced after the send started"
@@ -97,14 +126,21 @@ class DeliveryLog:
                 row = Send(
                     slug=new.slug, subject=new.subject, html=new.html, text=new.text,
                     slot_prefix=new.slot_prefix, source_hash=new.source_hash,
+                    title=new.title, issue_date=new.issue_date, web_html=new.web_html,
                     state=SendState.sending, total=0,
                     started_at=now(),
                 )  # fmt: skip
                 s.add(row)
                 s.flush()
                 row.total = _snapshot(s, row.id)
-            elif row.state != SendState.done:
-                row.state = SendState.sending
+            else:
+                if row.state != SendState.done:
+                    row.state = SendState.sending
+                if row.web_html is None and row.source_hash == new.source_hash:
+                    # Started before the archive page was kept: the file is unchanged,
+                    # so this page is of the version readers were sent.
+                    row.title, row.issue_date = new.title, new.issue_date
+                    row.web_html = new.web_html
             return _record(row)
 
     def finish(self, send_id: int, state: SendState) -> None:
@@ -253,6 +289,22 @@ class DeliveryLog:
         found = dict(rows)
         return {state: found.get(state, 0) for state in DeliveryState}
 
+    def summaries(self) -> list[SendSummary]:
+        """Every send without its bodies, and how many of its deliveries left: what a
+        listing needs, at a small fraction of the cost of `sends()`."""
+        sent = (
+            select(Delivery.send_id, func.count().label("sent"))
+            .where(Delivery.state == DeliveryState.sent)
+            .group_by(Delivery.send_id)
+            .subquery()
+        )
+        query = select(
+            Send.id, Send.slug, Send.subject, Send.title, Send.issue_date, Send.state,
+            Send.started_at, Send.finished_at, func.coalesce(sent.c.sent, 0),
+        ).outerjoin(sent, sent.c.send_id == Send.id)  # fmt: skip
+        with self.engine.connect() as conn:
+            return [SendSummary(*row) for row in conn.execute(query.order_by(Send.started_at))]
+
     def problems(self, send_id: int, limit: int = 50) -> list[tuple[str, str, int, str]]:
         """Failed and bounced deliveries, and pending ones that were retried."""
         with self.engine.connect() as conn:
@@ -309,4 +361,5 @@ def _record(row: Send) -> SendRecord:
     return SendRecord(
         row.id, row.slug, row.subject, row.state, row.total, row.started_at,
         row.finished_at, row.html, row.text, row.slot_prefix, row.source_hash,
+        row.title, row.issue_date, row.web_html,
     )  # fmt: skip

@@ -1,0 +1,90 @@
+"""The archive in a real browser (Debian's Chromium through Playwright, uvicorn on
+loopback): axe-core finds no accessibility violation on the index or on an issue,
+and a reader can walk from one issue to the next."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import uvicorn
+from axe import violations
+from conftest import MINIMAL_ISSUE, require_browser, use_smtp
+from smtp_server import free_port
+
+from newsletter.config import load_config
+from newsletter.devtools import screenshots
+from newsletter.web import create_app
+
+pytestmark = pytest.mark.browser
+SAMPLE = "2026-11-24-survival-of-the-fittest-funnel"
+SHORT = "2026-12-01-short-one"
+
+
+@pytest.fixture
+def live_archive(folder, smtp, cli, write_issue):
+    require_browser()
+    port = free_port()
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text().replace("https://news.example.com", f"http://127.0.0.1:{port}")
+    )
+    use_smtp(folder, smtp.port)
+    write_issue(MINIMAL_ISSUE, f"{SHORT}.md")
+    assert cli("subscribers", "add", "ana@example.com").exit_code == 0
+    for slug in (SAMPLE, SHORT):
+        assert cli("send", f"issues/{slug}.md", "--yes").exit_code == 0
+    config = load_config(toml, environ={})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@contextmanager
+def chromium():
+    """A browser whose pages accept axe-core's injected script despite the site's
+    Content-Security-Policy (which allows no script at all)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(screenshots.CHROMIUM), args=screenshots.CHROMIUM_ARGS
+        )
+        try:
+            yield browser.new_context(bypass_csp=True)
+        finally:
+            browser.close()
+
+
+def test_the_archive_is_accessible_and_walkable(live_archive):
+    with chromium() as context:
+        page = context.new_page()
+        page.set_viewport_size({"width": 375, "height": 740})
+        page.goto(live_archive + "/archive")
+        assert violations(page) == []
+        assert page.locator("h1").count() == 1 and page.locator("main").count() == 1
+
+        page.click("text=Survival of the Fittest Funnel")
+        page.wait_for_url(f"**/archive/{SAMPLE}")
+        assert violations(page) == []
+        assert page.locator("h1").all_inner_texts() == ["Survival of the Fittest Funnel"]
+        assert page.locator("main").count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+        page.click("a[rel=next]")
+        page.wait_for_url(f"**/archive/{SHORT}")
+        assert page.locator("h1").all_inner_texts() == ["Short One"]
+        assert violations(page) == []
+        page.click("text=All issues")
+        page.wait_for_url("**/archive")
