@@ -54,6 +54,12 @@ class SendRecord:
     text: str
     slot_prefix: str
     source_hash: str | None
+    scheduled_at: dt.datetime | None = None  # UTC
+
+    @property
+    def started(self) -> bool:
+        """Past its snapshot: it has deliveries (a scheduled or cancelled send has none)."""
+        return self.state not in NOT_STARTED
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class NewSend:
 
 
 DEPARTED = "not sent: unsubscribed or bounced after the send started"
+# A send in these states has stored bodies and no deliveries yet.
+NOT_STARTED = (SendState.scheduled, SendState.late, SendState.cancelled)
 
 
 class DeliveryLog:
@@ -88,24 +96,62 @@ class DeliveryLog:
             return [_record(row) for row in s.scalars(select(Send).order_by(Send.started_at))]
 
     def start(self, new: NewSend) -> SendRecord:
-        """The send of this issue: resumed when it exists, else created with a snapshot
-        of today's active subscribers, all in one transaction. A resumed send keeps the
-        bodies it started with: readers get one version of an issue."""
+        """The send of this issue: resumed when it exists, else created (or, scheduled,
+        started) with a snapshot of today's active subscribers, all in one transaction.
+        A resumed send keeps the bodies it started with: readers get one version of an
+        issue; a scheduled one takes the bodies it is started with (nobody has any yet)."""
         with db.session(self.engine) as s:
             row = s.scalar(select(Send).where(Send.slug == new.slug))
             if row is None:
-                row = Send(
-                    slug=new.slug, subject=new.subject, html=new.html, text=new.text,
-                    slot_prefix=new.slot_prefix, source_hash=new.source_hash,
-                    state=SendState.sending, total=0,
-                    started_at=now(),
-                )  # fmt: skip
+                row = Send(slug=new.slug, state=SendState.scheduled, total=0)
                 s.add(row)
+            if row.state in NOT_STARTED:
+                _bodies(row, new)
+                row.state, row.started_at = SendState.sending, now()
                 s.flush()
                 row.total = _snapshot(s, row.id)
             elif row.state != SendState.done:
                 row.state = SendState.sending
             return _record(row)
+
+    def schedule(self, new: NewSend, at: dt.datetime) -> SendRecord:
+        """Store a send to start at `at` (UTC), without a snapshot: who gets it is decided
+        when it starts. A send not started yet is rescheduled; a started one is returned
+        as it is (the caller refuses)."""
+        with db.session(self.engine) as s:
+            row = s.scalar(select(Send).where(Send.slug == new.slug))
+            if row is None:
+                row = Send(slug=new.slug, total=0)
+                s.add(row)
+            elif row.state not in NOT_STARTED:
+                return _record(row)
+            _bodies(row, new)
+            row.state, row.scheduled_at, row.started_at = SendState.scheduled, at, now()
+            s.flush()
+            return _record(row)
+
+    def unschedule(self, send_id: int, state: SendState) -> bool:
+        """A scheduled send becomes `late` or `cancelled`; False when it was no longer
+        waiting (started, or cancelled, by someone else meanwhile)."""
+        waiting = [SendState.scheduled] + ([SendState.late] if state != SendState.late else [])
+        with db.session(self.engine) as s:
+            return bool(
+                s.execute(
+                    update(Send)
+                    .where(Send.id == send_id, Send.state.in_(waiting))
+                    .values(state=state)
+                ).rowcount
+            )
+
+    def waiting(self) -> list[SendRecord]:
+        """Scheduled and late sends, soonest first."""
+        with db.session(self.engine) as s:
+            rows = s.scalars(
+                select(Send)
+                .where(Send.state.in_([SendState.scheduled, SendState.late]))
+                .order_by(Send.scheduled_at)
+            )
+            return [_record(row) for row in rows]
 
     def finish(self, send_id: int, state: SendState) -> None:
         with db.session(self.engine) as s:
@@ -222,24 +268,48 @@ class DeliveryLog:
                 )
             )
 
-    def drop_departed(self, send_id: int) -> int:
-        """Close the pending deliveries of people who left since the send started."""
+    def retry_failed(self, send_id: int) -> int:
+        """Return the send's failed deliveries (temporary failures that ran out of
+        attempts) to the pool with their attempts reset, and the send to `paused` so that
+        an interrupted retry resumes like any send; one transaction. Whoever left since is
+        not returned: their delivery is `skipped`."""
         with db.session(self.engine) as s:
-            return s.execute(
+            self._close_departed(s, send_id, DeliveryState.failed)
+            count = s.execute(
                 update(Delivery)
-                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
-                .where(
-                    Delivery.subscriber_id.in_(
-                        select(Subscriber.id).where(Subscriber.status != Status.active)
-                    )
-                )
-                .values(
-                    state=DeliveryState.failed,
-                    last_reply=DEPARTED,
-                    claimed_by=None,
-                    lease_until=None,
-                )
+                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.failed)
+                .values(state=DeliveryState.pending, attempts=0, claimed_by=None, lease_until=None)
             ).rowcount
+            if count:
+                s.execute(
+                    update(Send)
+                    .where(Send.id == send_id)
+                    .values(state=SendState.paused, finished_at=None)
+                )
+            return count
+
+    def drop_departed(self, send_id: int) -> int:
+        """Skip the pending deliveries of people who left since the send started."""
+        with db.session(self.engine) as s:
+            return self._close_departed(s, send_id, DeliveryState.pending)
+
+    @staticmethod
+    def _close_departed(s, send_id: int, state: DeliveryState) -> int:
+        return s.execute(
+            update(Delivery)
+            .where(Delivery.send_id == send_id, Delivery.state == state)
+            .where(
+                Delivery.subscriber_id.in_(
+                    select(Subscriber.id).where(Subscriber.status != Status.active)
+                )
+            )
+            .values(
+                state=DeliveryState.skipped,
+                last_reply=DEPARTED,
+                claimed_by=None,
+                lease_until=None,
+            )
+        ).rowcount
 
     # Reading -------------------------------------------------------------------------
 
@@ -305,8 +375,21 @@ def _snapshot(session, send_id: int) -> int:
     )
 
 
+def _bodies(row: Send, new: NewSend) -> None:
+    row.subject, row.html, row.text = new.subject, new.html, new.text
+    row.slot_prefix, row.source_hash = new.slot_prefix, new.source_hash
+
+
 def _record(row: Send) -> SendRecord:
     return SendRecord(
-        row.id, row.slug, row.subject, row.state, row.total, row.started_at,
-        row.finished_at, row.html, row.text, row.slot_prefix, row.source_hash,
+        row.id, row.slug, row.subject, row.state, row.total, _utc(row.started_at),
+        _utc(row.finished_at), row.html, row.text, row.slot_prefix, row.source_hash,
+        _utc(row.scheduled_at),
     )  # fmt: skip
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives back the naive UTC it stored; PostgreSQL an aware time."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
