@@ -68,7 +68,7 @@ def schedule(settings: Config, path: Path, at: str, *, now: dt.datetime | None =
             f"--at {at}: {shown(settings, when)} is in the past (it is {shown(settings, now)}); "
             "give a later time, or send now without --at"
         )
-    prepared, source_hash = sending.checked_issue(settings, path)
+    prepared, source_hash = sending.checked_issue(settings, path, "not scheduled")
     log = sending.delivery_log(settings)
     if log.active_count() == 0:
         raise ScheduleRefused(

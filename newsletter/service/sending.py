@@ -107,14 +107,16 @@ def delivery_log(settings: Config) -> DeliveryLog:
     return DeliveryLog(db.connect(settings), bounce_limit=settings.smtp.bounce_limit)
 
 
-def checked_issue(settings: Config, path: Path) -> tuple[PreparedIssue, str]:
+def checked_issue(
+    settings: Config, path: Path, refused: str = "not sent"
+) -> tuple[PreparedIssue, str]:
     """The issue rendered, refused when `check` finds errors in it; and its file's hash."""
     loaded = load_issue(path)
     prepared = prepare(loaded, settings)
     errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
     if errors:
         raise IssueError(
-            f"{loaded.path}: not sent, 'newsletter check' finds {len(errors)} error(s); "
+            f"{loaded.path}: {refused}, 'newsletter check' finds {len(errors)} error(s); "
             "fix them first",
             details=[f"{f.where}: {f.message}" for f in errors],
         )

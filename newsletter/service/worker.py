@@ -41,10 +41,14 @@ _REGISTRY: list[Duty] = []
 
 def register(duty: Duty) -> Duty:
     """Add a duty every worker runs (the outbox and the bounce mailbox plug in here)."""
-    if any(d.name == duty.name for d in _REGISTRY):
+    if duty.name == "sends" or any(d.name == duty.name for d in _REGISTRY):
         raise ValueError(f"a duty named {duty.name!r} is registered already")
     _REGISTRY.append(duty)
     return duty
+
+
+def unregister(name: str) -> None:
+    _REGISTRY[:] = [d for d in _REGISTRY if d.name != name]
 
 
 class Stop:
@@ -52,6 +56,7 @@ class Stop:
 
     def __init__(self) -> None:
         self.asked = False
+        self._before: dict[int, object] = {}
 
     def __call__(self) -> bool:
         return self.asked
@@ -64,7 +69,13 @@ class Stop:
     def listen(self) -> None:
         """(Re)install the handlers: a send installs its own and leaves the defaults."""
         for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda *_: self.set())
+            before = signal.signal(number, lambda *_: self.set())
+            self._before.setdefault(number, before)
+
+    def restore(self) -> None:
+        """The handlers as they were before the worker listened."""
+        for number, before in self._before.items():
+            signal.signal(number, before)
 
     def nap(self, seconds: float) -> None:
         deadline = time.monotonic() + max(seconds, 0.0)
@@ -92,8 +103,17 @@ def serve(
     """Run the duties until stopped (or once each); the number of duties that failed."""
     stop = stop or Stop()
     stop.listen()
-    todo = duties(settings, stop)
-    say(f"worker: {', '.join(d.name for d in todo)}" + (", once" if once else ""))
+    try:
+        todo = duties(settings, stop)
+        say(f"worker: {', '.join(d.name for d in todo)}" + (", once" if once else ""))
+        failures = _loop(settings, todo, once, say, stop)
+    finally:
+        stop.restore()
+    say("worker: stopped" if stop.asked else "worker: done")
+    return failures
+
+
+def _loop(settings: Config, todo: list[Duty], once: bool, say, stop: Stop) -> int:
     due = {d.name: 0.0 for d in todo}
     failures = 0
     while not stop.asked:
@@ -106,7 +126,6 @@ def serve(
         if once:
             break
         stop.nap(min(due.values()) - time.monotonic())
-    say("worker: stopped" if stop.asked else "worker: done")
     return failures
 
 
