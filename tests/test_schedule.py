@@ -284,7 +284,7 @@ def test_max_attempts_counts_the_tries_of_this_run(cli, folder, readers):
 )
 def test_a_bad_zone_or_duration_is_one_line_naming_the_fix(folder, line, message):
     path = folder / "newsletter.toml"
-    section, setting = line.split("\n")
+    section = line.split("\n")[0]
     text = path.read_text()
     if section in text:
         text = text.replace(section + "\n", line + "\n")
