@@ -294,3 +294,19 @@ def test_a_bad_zone_or_duration_is_one_line_naming_the_fix(folder, line, message
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert message in str(caught.value) and "newsletter.toml:" in str(caught.value)
+
+
+@pytest.mark.parametrize("meanwhile", [("--cancel",), ("--yes",), ("--at", "2099-01-01T08:00")])
+def test_a_worker_leaves_a_send_changed_between_its_look_and_its_lock(
+    cli, folder, readers, meanwhile
+):
+    from newsletter.service import sending
+
+    assert cli("send", ISSUE, "--at", soon(60)).exit_code == 0
+    move_time(folder, dt.timedelta(minutes=2))
+    plan = sending.plan_stored(load_config(folder / "newsletter.toml", environ={}), SLUG)
+    assert cli("send", ISSUE, *meanwhile).exit_code == 0  # cancelled, sent, or moved
+    before = len(readers.handler.received)
+    with pytest.raises(sending.NotDue, match="no longer scheduled as planned"):
+        sending.run(plan)
+    assert len(readers.handler.received) == before
