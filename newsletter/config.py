@@ -8,10 +8,12 @@ meant to be committed.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +67,18 @@ class NewsletterSection(_Section):
         description="a language code like en or pt-BR",
     )
     greeting_fallback: OneLine = Field("there", max_length=60)
+    timezone: str = Field("UTC", description="an IANA time zone name like Europe/Berlin")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @property
+    def tzinfo(self) -> dt.tzinfo:
+        """The zone a time without an offset (`send --at`) means, and `status` shows."""
+        return zone(self.timezone)
 
 
 class SenderSection(_Section):
@@ -110,6 +124,21 @@ class SmtpSection(_Section):
     retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
     pause_after: int = Field(10, ge=1, description="consecutive connection failures")
     bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
+
+
+class ScheduleSection(_Section):
+    late_after: dt.timedelta = Field(
+        dt.timedelta(hours=6),
+        description="how long past its time a scheduled send may still start on its own",
+    )
+    check_every: dt.timedelta = Field(
+        dt.timedelta(seconds=30), description="how often the worker looks for due sends"
+    )
+
+    @field_validator("late_after", "check_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return duration(value) if isinstance(value, str) else value
 
 
 class DkimSection(_Section):
@@ -159,6 +188,7 @@ class Config(_Section):
     database: DatabaseSection = DatabaseSection()
     web: WebSection = WebSection()
     dkim: DkimSection = DkimSection()
+    schedule: ScheduleSection = ScheduleSection()
 
     _root: Path = PrivateAttr(default=Path("."))
 
@@ -166,6 +196,30 @@ class Config(_Section):
     def root(self) -> Path:
         """The newsletter folder: issues/, templates/ and build/ live here."""
         return self._root
+
+
+def zone(name: str) -> dt.tzinfo:
+    """An IANA time zone; UTC needs no time zone database."""
+    if name.upper() in ("UTC", "Z"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not an IANA time zone name; expected e.g. UTC, Europe/Berlin "
+            "or America/New_York"
+        ) from None
+
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> dt.timedelta:
+    """A duration written as a number and a unit: 90s, 30m, 6h, 2d."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration; expected e.g. 30m, 6h or 2d")
+    return dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def find_config(path: Path | None = None) -> Path:

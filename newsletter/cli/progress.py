@@ -8,8 +8,6 @@ from contextlib import contextmanager
 
 import typer
 
-STATES = ("pending", "sent", "failed", "bounced")
-
 
 def say_plan(plan, yes: bool) -> bool:
     """Print what is about to happen; True when the send should go ahead."""
@@ -18,7 +16,15 @@ def say_plan(plan, yes: bool) -> bool:
         typer.echo(f"See: newsletter status {plan.slug}")
         return False
     smtp = plan.settings.smtp
-    if plan.existing:
+    if plan.mode == "retry":
+        if not plan.to_send:
+            typer.echo(f"{plan.slug}: no failed deliveries to send again.")
+            return False
+        question = (
+            f"Send '{plan.existing.subject}' again to the {plan.to_send} failed "
+            f"deliver(ies) of {plan.total}"
+        )
+    elif plan.existing:
         if plan.edited:
             typer.echo(
                 f"Note: the issue file changed since this send started; resuming sends the "
@@ -29,6 +35,8 @@ def say_plan(plan, yes: bool) -> bool:
         question = f"Resume '{plan.existing.subject}': {plan.to_send} of {plan.total} still to send"
     else:
         question = f"Send '{plan.prepared.subject}' to {plan.to_send} active subscriber(s)"
+        if plan.scheduled:
+            question = f"{question} now instead of as {plan.scheduled.state.value}"
     where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
     typer.echo(f"{question} {where}.")
     if not yes and not typer.confirm("Send now?", default=False):
@@ -95,24 +103,57 @@ def say_outcome(outcome, command: str) -> None:
         )
         raise SendPaused(f"send paused: {report.paused}; fix the cause. {resume}{lost}.")
     summary = f"{counts['sent']} sent, {counts['bounced']} bounced, {counts['failed']} failed"
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped (left the list meanwhile)"
     if not outcome.finished:
         typer.echo(f"Stopped: {summary}, {counts['pending']} to go. {resume}.")
         raise typer.Exit(130 if report.stopped else 1)
     typer.echo(f"Done: {summary}. Details: newsletter status {outcome.slug}")
 
 
+def say_scheduled(scheduled, settings) -> None:
+    from newsletter.service.schedule import shown
+
+    record = scheduled.record
+    moved = f" (was {shown(settings, scheduled.previous)})" if scheduled.previous else ""
+    typer.echo(
+        f"{record.slug}: scheduled for {shown(settings, record.scheduled_at)}{moved}. "
+        "A running 'newsletter worker' (or 'worker --once' from cron) sends it then, to "
+        "whoever is subscribed at that time."
+    )
+    typer.echo(f"Unschedule: newsletter send {record.slug} --cancel")
+
+
 def say_statuses(statuses) -> None:
     if not statuses:
         typer.echo("Nothing sent yet.")
     for status in statuses:
-        counts = "  ".join(f"{state.value} {n}" for state, n in status.counts.items())
-        typer.echo(f"{status.record.slug}  {status.record.state.value:<8} {counts}")
+        typer.echo(f"{status.record.slug}  {status.record.state.value:<9} {_line(status)}")
+
+
+def _line(status) -> str:
+    """Counts for a started send; the time and what to do for one that waits."""
+    record = status.record
+    if status.waiting:
+        return f"due {status.due}" + (
+            f"  (late: start it with 'newsletter send {record.slug}', or --cancel)"
+            if status.late
+            else "  (overdue: is a worker running?)"
+            if status.overdue
+            else ""
+        )
+    if record.state.value == "cancelled":
+        return f"was due {status.due}"
+    return "  ".join(f"{state.value} {n}" for state, n in status.counts.items())
 
 
 def say_status(status) -> None:
     from newsletter.service.status import PROBLEMS_SHOWN
 
     record = status.record
+    if not record.started:
+        typer.echo(f"{record.slug}: {record.state.value}: {_line(status)}")
+        return
     typer.echo(f"{record.slug}: {record.state.value}, started {record.started_at:%Y-%m-%d %H:%M}")
     for state, n in status.counts.items():
         typer.echo(f"  {state.value:<8} {n}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.common import ConfigOption, issue_path, reports_errors
-from newsletter.cli.progress import progress_bar, say_outcome, say_plan
+from newsletter.cli.progress import progress_bar, say_outcome, say_plan, say_scheduled
 
 app = typer.Typer()
 
@@ -16,7 +16,8 @@ IssueArgument = Annotated[Path, typer.Argument(metavar="ISSUE", help="Issue file
 
 
 @app.command(
-    epilog="Example: newsletter send issues/2026-11-24-survival-of-the-fittest-funnel.md --yes"
+    epilog="Example: newsletter send issues/2026-11-24-survival-of-the-fittest-funnel.md --yes\n"
+    "Example: newsletter send 2026-11-24-survival-of-the-fittest-funnel --at 2026-11-24T08:00"
 )
 @reports_errors
 def send(
@@ -29,29 +30,106 @@ def send(
         str | None,
         typer.Option("--test-to", metavar="ADDR", help="Send one [TEST] copy to ADDR only."),
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="Schedule instead: ISO 8601, e.g. 2026-12-08T08:00 ([newsletter] timezone).",
+        ),
+    ] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Unschedule a scheduled send.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Send again to the deliveries that failed.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Send an issue to every active subscriber; run it again to resume."""
+    """Send an issue to every active subscriber (or schedule it); run it again to resume."""
     from newsletter.config import load_config
+
+    mode = one_mode(dry_run=dry_run, test_to=test_to, at=at, cancel=cancel, retry=retry_failed)
+    settings = load_config(config)
+    MODES[mode](settings, issue, issue_path(issue, settings), yes=yes, test_to=test_to, at=at)
+
+
+def one_mode(**chosen) -> str:
+    """Which kind of send the options ask for; refused when they ask for two."""
+    from newsletter.service.sending import SendRefused
+
+    names = [name for name, value in chosen.items() if value]
+    if names == ["dry_run", "test_to"]:
+        raise SendRefused("--dry-run and --test-to: choose one (a test copy is a real send)")
+    if len(names) > 1:
+        raise SendRefused(f"{' and '.join(FLAGS[n] for n in names)}: choose one")
+    return names[0] if names else "send"
+
+
+def _send(settings, issue, path, *, yes, **_) -> None:
     from newsletter.service import sending
 
-    settings = load_config(config)
-    path = issue_path(issue, settings)
-    if test_to and dry_run:
-        raise sending.SendRefused(
-            "--dry-run and --test-to: choose one (a test copy is a real send)"
-        )
-    if test_to:
-        address, reply = sending.send_test(settings, path, test_to)
-        typer.echo(f"Test copy to {address}: {reply}")
-        raise typer.Exit(0 if reply.ok else 1)
-    if dry_run:
-        return say_dry_run(sending.dry_run(settings, path))
     plan = sending.plan(settings, path)
+    _go(plan, yes, f"newsletter send {issue}")
+
+
+def _go(plan, yes: bool, command: str) -> None:
+    from newsletter.service import sending
+
     if say_plan(plan, yes):
         with progress_bar(plan) as (on_progress, on_stopping):
             outcome = sending.run(plan, on_progress=on_progress, on_stopping=on_stopping)
-        say_outcome(outcome, f"newsletter send {issue}")
+        say_outcome(outcome, command)
+
+
+def _retry(settings, issue, path, *, yes, **_) -> None:
+    from newsletter.service import sending
+
+    _go(sending.plan_retry(settings, path.stem, str(issue)), yes, f"newsletter send {issue}")
+
+
+def _test(settings, issue, path, *, test_to, **_) -> None:
+    from newsletter.service import sending
+
+    address, reply = sending.send_test(settings, path, test_to)
+    typer.echo(f"Test copy to {address}: {reply}")
+    raise typer.Exit(0 if reply.ok else 1)
+
+
+def _dry_run(settings, issue, path, **_) -> None:
+    from newsletter.service import sending
+
+    say_dry_run(sending.dry_run(settings, path))
+
+
+def _schedule(settings, issue, path, *, at, **_) -> None:
+    from newsletter.service import schedule
+
+    say_scheduled(schedule.schedule(settings, path, at), settings)
+
+
+def _cancel(settings, issue, path, **_) -> None:
+    from newsletter.service import schedule
+
+    record = schedule.cancel(settings, path.stem, str(issue))
+    typer.echo(
+        f"{record.slug}: cancelled (was due {schedule.shown(settings, record.scheduled_at)})."
+    )
+
+
+FLAGS = {
+    "dry_run": "--dry-run",
+    "test_to": "--test-to",
+    "at": "--at",
+    "cancel": "--cancel",
+    "retry": "--retry-failed",
+}
+MODES = {
+    "send": _send,
+    "retry": _retry,
+    "test_to": _test,
+    "dry_run": _dry_run,
+    "at": _schedule,
+    "cancel": _cancel,
+}
 
 
 def say_dry_run(result) -> None:

@@ -5,7 +5,9 @@ and results, through the Recorder's writer thread) and a transport
 Each of N connection tasks keeps one SMTP connection open and takes work from
 a shared queue of claimed deliveries; a global pacer holds the configured
 rate. 2xx: sent. 4xx, 552 or a dropped connection: retried with backoff, then
-failed. 5xx for a recipient: bounced. A server that keeps refusing pauses the
+failed ([smtp] max_attempts tries per delivery in each run: a resumed or retried
+send gives everyone left fresh tries). 5xx for a recipient: bounced. Whoever left
+the list since the send started: skipped. A server that keeps refusing pauses the
 send. Before a connection sends the next message's data, the previous result
 on that connection has been committed: a crash resends at most one message
 per connection.
@@ -45,6 +47,7 @@ class Report:
     sent: int = 0
     bounced: int = 0
     failed: int = 0
+    skipped: int = 0
     stopped: bool = False
     paused: str | None = None
     unrecorded: int = 0  # results the log refused: their messages may go out again
@@ -77,6 +80,7 @@ class Runner:
         self._outstanding = 0  # claimed and not finished: queued, in flight or waiting to retry
         self._exhausted = False
         self._departed: set[int] = set()  # claimed, but their reader has left since
+        self._tries: dict[int, int] = {}  # delivery id -> temporary failures in this run
         self._claiming = asyncio.Lock()
         self._halt = asyncio.Event()
         self._stop = asyncio.Event()
@@ -188,7 +192,7 @@ class Runner:
     ) -> tuple[Connection | None, float, asyncio.Future | None]:
         loop = asyncio.get_running_loop()
         if item.delivery_id in self._departed:
-            left = self._done(item, DeliveryState.failed, DEPARTED, attempts=item.attempts)
+            left = self._done(item, DeliveryState.skipped, DEPARTED, attempts=item.attempts)
             return connection, used, left
         await self.pacer.wait()  # first: the wait is idle time too
         if connection is not None and loop.time() - used > IDLE_REOPEN:
@@ -273,11 +277,14 @@ class Runner:
         )
 
     def _retry(self, item: Claimed, reason: str) -> asyncio.Future:
+        # The log counts every attempt ever made; the limit counts this run's.
         attempts = item.attempts + 1
-        if attempts >= self.smtp.max_attempts:
+        tries = self._tries[item.delivery_id] = self._tries.get(item.delivery_id, 0) + 1
+        if tries >= self.smtp.max_attempts:
+            self._tries.pop(item.delivery_id)
             return self._done(item, DeliveryState.failed, reason, attempts=attempts)
         again = Claimed(item.delivery_id, item.subscriber_id, item.email, item.name, attempts)
-        self.retries.push(again, self.smtp.retry_delay * 2 ** (attempts - 1))
+        self.retries.push(again, self.smtp.retry_delay * 2 ** (tries - 1))
         return self.recorder.submit(
             Result(item.delivery_id, item.subscriber_id, DeliveryState.pending, attempts, reason)
         )

@@ -47,14 +47,22 @@ class SendPaused(NewsletterError):
     """The send stopped for a reason the editor must fix; running it again resumes."""
 
 
+class NotDue(NewsletterError):
+    """A scheduled send is no longer waiting: started, cancelled or moved meanwhile."""
+
+
 @dataclass(frozen=True)
 class Plan:
     settings: Config
     prepared: PreparedIssue
     source_hash: str
-    existing: SendRecord | None
+    existing: SendRecord | None  # a started send (resumed, or retried)
     to_send: int  # deliveries still to go (a resume) or active subscribers (a new send)
-    page: webpage.WebPage  # the archive's page, kept with a send that starts
+    page: webpage.WebPage | None = None  # the archive's page, kept with a send that starts
+    scheduled: SendRecord | None = None  # a send waiting for its time, which this one starts
+    # "send": the editor's; "scheduled": the worker starts a due send from the stored
+    # bodies; "retry": the failed deliveries of a started send go back to the pool.
+    mode: str = "send"
 
     @property
     def slug(self) -> str:
@@ -62,7 +70,11 @@ class Plan:
 
     @property
     def done(self) -> bool:
-        return self.existing is not None and self.existing.state == SendState.done
+        return (
+            self.mode != "retry"
+            and self.existing is not None
+            and self.existing.state == SendState.done
+        )
 
     @property
     def edited(self) -> bool:
@@ -96,44 +108,93 @@ def delivery_log(settings: Config) -> DeliveryLog:
     return DeliveryLog(db.connect(settings), bounce_limit=settings.smtp.bounce_limit)
 
 
-def checked_issue(settings: Config, path: Path) -> tuple[PreparedIssue, str]:
-    """The issue rendered, refused when `check` finds errors in it; and its file's hash."""
-    _, prepared, source_hash = _checked(settings, path)
-    return prepared, source_hash
+@dataclass(frozen=True)
+class Checked:
+    """An issue that passed `check`: rendered for mail and for the archive."""
+
+    issue: Issue
+    prepared: PreparedIssue
+    source_hash: str  # of the file, so that a resume notices an edit
+    page: webpage.WebPage
 
 
-def _checked(settings: Config, path: Path) -> tuple[Issue, PreparedIssue, str]:
+def checked_issue(settings: Config, path: Path, refused: str = "not sent") -> Checked:
+    """The issue rendered, refused when `check` finds errors in it. A template error in
+    the archive page stops it too, before anything is sent."""
     loaded = load_issue(path)
     prepared = prepare(loaded, settings)
     errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
     if errors:
         raise IssueError(
-            f"{loaded.path}: not sent, 'newsletter check' finds {len(errors)} error(s); "
+            f"{loaded.path}: {refused}, 'newsletter check' finds {len(errors)} error(s); "
             "fix them first",
             details=[f"{f.where}: {f.message}" for f in errors],
         )
-    return loaded, prepared, hashlib.sha256(path.read_bytes()).hexdigest()
+    page = webpage.render_page(loaded, settings)
+    return Checked(loaded, prepared, hashlib.sha256(path.read_bytes()).hexdigest(), page)
 
 
 def plan(settings: Config, path: Path) -> Plan:
     secret_of(settings)  # refuse before any work when links cannot be signed
-    issue, prepared, source_hash = _checked(settings, path)
-    page = webpage.render_page(issue, settings)  # a template error stops the send before it starts
+    checked = checked_issue(settings, path)
     log = delivery_log(settings)
-    existing = log.find(prepared.slug)
+    existing = log.find(checked.prepared.slug)
+    if existing and not existing.started:  # scheduled: the editor starts it now
+        return Plan(
+            settings, checked.prepared, checked.source_hash, None, _audience(log),
+            checked.page, scheduled=existing,
+        )  # fmt: skip
     if existing and existing.state != SendState.done:
         log.drop_departed(existing.id)
         to_send = log.counts(existing.id)[DeliveryState.pending]
     elif existing:
         to_send = 0
     else:
-        to_send = log.active_count()
-        if to_send == 0:
-            raise SendRefused(
-                "not sent: there are no active subscribers; add some with 'newsletter "
-                "subscribers add' or 'import' (or check [database] url)"
-            )
-    return Plan(settings, prepared, source_hash, existing, to_send, page)
+        to_send = _audience(log)
+    return Plan(settings, checked.prepared, checked.source_hash, existing, to_send, checked.page)
+
+
+def _audience(log: DeliveryLog) -> int:
+    """The active subscribers a new send would go to; refused when there are none."""
+    count = log.active_count()
+    if count == 0:
+        raise SendRefused(
+            "not sent: there are no active subscribers; add some with 'newsletter "
+            "subscribers add' or 'import' (or check [database] url)"
+        )
+    return count
+
+
+def plan_stored(settings: Config, slug: str) -> Plan:
+    """The plan of a scheduled send from what was stored when it was scheduled: the
+    worker's host needs no issue files."""
+    secret_of(settings)
+    log = delivery_log(settings)
+    record = log.find(slug)
+    if record is None or record.state != SendState.scheduled:
+        raise NotDue(f"{slug}: is not scheduled (any more); see 'newsletter status'")
+    prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
+    return Plan(
+        settings, prepared, record.source_hash or "", None, log.active_count(),
+        scheduled=record, mode="scheduled",
+    )  # fmt: skip
+
+
+def plan_retry(settings: Config, slug: str, as_typed: str) -> Plan:
+    """Send again to the deliveries of a started send that ended `failed`: the same
+    stored bodies, and nobody who was sent, bounced or skipped."""
+    secret_of(settings)
+    log = delivery_log(settings)
+    record = log.find(slug)
+    if record is None or not record.started:
+        raise SendRefused(
+            f"{slug}: has not been sent, so nothing failed; send it with "
+            f"'newsletter send {as_typed}'"
+        )
+    counts = log.counts(record.id)
+    prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
+    to_send = counts[DeliveryState.failed] + counts[DeliveryState.pending]
+    return Plan(settings, prepared, record.source_hash or "", record, to_send, mode="retry")
 
 
 def stored_prepared(record: SendRecord, fallback_name: str) -> PreparedIssue:
@@ -157,9 +218,9 @@ def new_send(plan: Plan) -> NewSend:
         text=plan.prepared.text.fill(stored),
         slot_prefix=prefix,
         source_hash=plan.source_hash,
-        title=plan.page.title,
-        issue_date=plan.page.date,
-        web_html=plan.page.html,
+        title=plan.page.title if plan.page else None,
+        issue_date=plan.page.date if plan.page else None,
+        web_html=plan.page.html if plan.page else None,
     )
 
 
@@ -168,24 +229,43 @@ def run(
     *,
     on_progress: Callable[[int], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    stopped: Callable[[], bool] | None = None,
     log: DeliveryLog | None = None,
 ) -> Outcome:
     """Send (or resume) the planned issue. Ctrl-C or SIGTERM: finish the messages in
     flight, record them, and return; a second Ctrl-C raises KeyboardInterrupt.
+    `stopped` tells of a stop asked for before the send began listening (the worker's).
     `log` replaces the configured delivery log (tests use it to inject faults)."""
     settings = plan.settings
     log = log or delivery_log(settings)
     with exclusive(log.engine, plan.slug):
-        record = log.start(new_send(plan))
+        record = _begin(log, plan)
         journal.replay(log, record.slug)
         log.release(record.id)  # this process holds the issue's lock: older claims are stale
         prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
         factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
         runner = Runner(log, record.id, factory, settings.smtp, on_progress=on_progress)
-        report = asyncio.run(interruptible(runner.run, on_stopping))
+
+        async def work(stop: asyncio.Event) -> Report:
+            if stopped and stopped():
+                stop.set()
+            return await runner.run(stop)
+
+        report = asyncio.run(interruptible(work, on_stopping))
         if report.unrecorded:
             journal.save(log.engine, record.slug, runner.unrecorded)
         return _close(log, record, report)
+
+
+def _begin(log: DeliveryLog, plan: Plan) -> SendRecord:
+    """Start or resume the send, holding the issue's lock (so checked again here)."""
+    if plan.mode == "scheduled":
+        now = log.find(plan.slug)
+        if now is None or now.state != SendState.scheduled or now != plan.scheduled:
+            raise NotDue(f"{plan.slug}: no longer scheduled as planned; left as it is")
+    if plan.mode == "retry" and plan.existing:
+        log.retry_failed(plan.existing.id)
+    return log.start(new_send(plan))
 
 
 def _close(log: DeliveryLog, record: SendRecord, report: Report) -> Outcome:
@@ -211,9 +291,11 @@ class DryRun:
 
 def dry_run(settings: Config, path: Path) -> DryRun:
     """Build every message the send would, send and record nothing."""
-    prepared, _ = checked_issue(settings, path)
+    prepared = checked_issue(settings, path).prepared
     log = delivery_log(settings)
     existing = log.find(prepared.slug)
+    if existing and not existing.started:
+        existing = None  # a scheduled send is started with the file's version
     if existing:
         prepared = stored_prepared(existing, settings.newsletter.greeting_fallback)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
@@ -232,7 +314,7 @@ def _recipient(claimed: Claimed) -> Recipient:
 
 def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
     """One [TEST] copy of the issue to one address; nothing is recorded."""
-    prepared, _ = checked_issue(settings, path)
+    prepared = checked_issue(settings, path).prepared
     to = normalize_email(address)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)), test=True)
     data = factory.build(Recipient(0, to, ""))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, insert, literal, or_, select, update
 
@@ -25,6 +24,14 @@ from newsletter.storage import db
 from newsletter.storage.locks import SendBusy, exclusive
 from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, Status, Subscriber
 from newsletter.storage.models import utcnow as now
+from newsletter.storage.records import (
+    NOT_STARTED,
+    Claimed,
+    NewSend,
+    SendRecord,
+    SendSummary,
+    record_of,
+)
 from newsletter.storage.result_writer import Result, ResultWriter
 
 __all__ = [
@@ -37,64 +44,6 @@ __all__ = [
     "SendSummary",
     "exclusive",
 ]
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A delivery this worker holds: whom to send to, and how often it was tried."""
-
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    name: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class SendRecord:
-    id: int
-    slug: str
-    subject: str
-    state: SendState
-    total: int
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    html: str
-    text: str
-    slot_prefix: str
-    source_hash: str | None
-    # The archive's page of the issue; None for sends started before it was kept.
-    title: str | None = None
-    issue_date: dt.date | None = None
-    web_html: str | None = None
-
-
-@dataclass(frozen=True)
-class SendSummary:
-    id: int
-    slug: str
-    subject: str
-    title: str | None
-    issue_date: dt.date | None
-    state: SendState
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    sent: int  # deliveries that left
-
-
-@dataclass(frozen=True)
-class NewSend:
-    """What a send stores about its issue when it starts."""
-
-    slug: str
-    subject: str
-    html: str
-    text: str
-    slot_prefix: str
-    source_hash: str
-    title: str | None = None
-    issue_date: dt.date | None = None
-    web_html: str | None = None
 
 
 DEPARTED = "not sent: unsubscribed or bounced after the send started"
@@ -110,27 +59,25 @@ class DeliveryLog:
     def find(self, slug: str) -> SendRecord | None:
         with db.session(self.engine) as s:
             row = s.scalar(select(Send).where(Send.slug == slug))
-            return _record(row) if row else None
+            return record_of(row) if row else None
 
     def sends(self) -> list[SendRecord]:
         with db.session(self.engine) as s:
-            return [_record(row) for row in s.scalars(select(Send).order_by(Send.started_at))]
+            return [record_of(row) for row in s.scalars(select(Send).order_by(Send.started_at))]
 
     def start(self, new: NewSend) -> SendRecord:
-        """The send of this issue: resumed when it exists, else created with a snapshot
-        of today's active subscribers, all in one transaction. A resumed send keeps the
-        bodies it started with: readers get one version of an issue."""
+        """The send of this issue: resumed when it exists, else created (or, scheduled,
+        started) with a snapshot of today's active subscribers, all in one transaction.
+        A resumed send keeps the bodies it started with: readers get one version of an
+        issue; a scheduled one takes the bodies it is started with (nobody has any yet)."""
         with db.session(self.engine) as s:
             row = s.scalar(select(Send).where(Send.slug == new.slug))
             if row is None:
-                row = Send(
-                    slug=new.slug, subject=new.subject, html=new.html, text=new.text,
-                    slot_prefix=new.slot_prefix, source_hash=new.source_hash,
-                    title=new.title, issue_date=new.issue_date, web_html=new.web_html,
-                    state=SendState.sending, total=0,
-                    started_at=now(),
-                )  # fmt: skip
+                row = Send(slug=new.slug, state=SendState.scheduled, total=0)
                 s.add(row)
+            if row.state in NOT_STARTED:
+                _bodies(row, new)
+                row.state, row.started_at = SendState.sending, now()
                 s.flush()
                 row.total = _snapshot(s, row.id)
             else:
@@ -141,7 +88,46 @@ class DeliveryLog:
                     # so this page is of the version readers were sent.
                     row.title, row.issue_date = new.title, new.issue_date
                     row.web_html = new.web_html
-            return _record(row)
+            return record_of(row)
+
+    def schedule(self, new: NewSend, at: dt.datetime) -> SendRecord:
+        """Store a send to start at `at` (UTC), without a snapshot: who gets it is decided
+        when it starts. A send not started yet is rescheduled; a started one is returned
+        as it is (the caller refuses)."""
+        with db.session(self.engine) as s:
+            row = s.scalar(select(Send).where(Send.slug == new.slug))
+            if row is None:
+                row = Send(slug=new.slug, total=0)
+                s.add(row)
+            elif row.state not in NOT_STARTED:
+                return record_of(row)
+            _bodies(row, new)
+            row.state, row.scheduled_at, row.started_at = SendState.scheduled, at, now()
+            s.flush()
+            return record_of(row)
+
+    def unschedule(self, send_id: int, state: SendState) -> bool:
+        """A scheduled send becomes `late` or `cancelled`; False when it was no longer
+        waiting (started, or cancelled, by someone else meanwhile)."""
+        waiting = [SendState.scheduled] + ([SendState.late] if state != SendState.late else [])
+        with db.session(self.engine) as s:
+            return bool(
+                s.execute(
+                    update(Send)
+                    .where(Send.id == send_id, Send.state.in_(waiting))
+                    .values(state=state)
+                ).rowcount
+            )
+
+    def waiting(self) -> list[SendRecord]:
+        """Scheduled and late sends, soonest first."""
+        with db.session(self.engine) as s:
+            rows = s.scalars(
+                select(Send)
+                .where(Send.state.in_([SendState.scheduled, SendState.late]))
+                .order_by(Send.scheduled_at)
+            )
+            return [record_of(row) for row in rows]
 
     def finish(self, send_id: int, state: SendState) -> None:
         with db.session(self.engine) as s:
@@ -258,24 +244,48 @@ class DeliveryLog:
                 )
             )
 
-    def drop_departed(self, send_id: int) -> int:
-        """Close the pending deliveries of people who left since the send started."""
+    def retry_failed(self, send_id: int) -> int:
+        """Return the send's failed deliveries (temporary failures that ran out of
+        attempts) to the pool with their attempts reset, and the send to `paused` so that
+        an interrupted retry resumes like any send; one transaction. Whoever left since is
+        not returned: their delivery is `skipped`."""
         with db.session(self.engine) as s:
-            return s.execute(
+            self._close_departed(s, send_id, DeliveryState.failed)
+            count = s.execute(
                 update(Delivery)
-                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
-                .where(
-                    Delivery.subscriber_id.in_(
-                        select(Subscriber.id).where(Subscriber.status != Status.active)
-                    )
-                )
-                .values(
-                    state=DeliveryState.failed,
-                    last_reply=DEPARTED,
-                    claimed_by=None,
-                    lease_until=None,
-                )
+                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.failed)
+                .values(state=DeliveryState.pending, attempts=0, claimed_by=None, lease_until=None)
             ).rowcount
+            if count:
+                s.execute(
+                    update(Send)
+                    .where(Send.id == send_id)
+                    .values(state=SendState.paused, finished_at=None)
+                )
+            return count
+
+    def drop_departed(self, send_id: int) -> int:
+        """Skip the pending deliveries of people who left since the send started."""
+        with db.session(self.engine) as s:
+            return self._close_departed(s, send_id, DeliveryState.pending)
+
+    @staticmethod
+    def _close_departed(s, send_id: int, state: DeliveryState) -> int:
+        return s.execute(
+            update(Delivery)
+            .where(Delivery.send_id == send_id, Delivery.state == state)
+            .where(
+                Delivery.subscriber_id.in_(
+                    select(Subscriber.id).where(Subscriber.status != Status.active)
+                )
+            )
+            .values(
+                state=DeliveryState.skipped,
+                last_reply=DEPARTED,
+                claimed_by=None,
+                lease_until=None,
+            )
+        ).rowcount
 
     # Reading -------------------------------------------------------------------------
 
@@ -357,9 +367,8 @@ def _snapshot(session, send_id: int) -> int:
     )
 
 
-def _record(row: Send) -> SendRecord:
-    return SendRecord(
-        row.id, row.slug, row.subject, row.state, row.total, row.started_at,
-        row.finished_at, row.html, row.text, row.slot_prefix, row.source_hash,
-        row.title, row.issue_date, row.web_html,
-    )  # fmt: skip
+def _bodies(row: Send, new: NewSend) -> None:
+    row.subject, row.html, row.text = new.subject, new.html, new.text
+    row.slot_prefix, row.source_hash = new.slot_prefix, new.source_hash
+    if new.web_html is not None:  # a scheduled send started from its stored bodies keeps its page
+        row.title, row.issue_date, row.web_html = new.title, new.issue_date, new.web_html
