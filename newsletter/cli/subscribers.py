@@ -117,7 +117,8 @@ def _print_import(file: Path, report) -> None:
         f"{report.kept_unsubscribed} kept unsubscribed or bounced."
     )
     if set(report.by_status) - {"active"}:
-        typer.echo("Added by status: " + ", ".join(f"{k} {v}" for k, v in report.by_status.items()))
+        added = ", ".join(f"{status} {n}" for status, n in report.by_status.items())
+        typer.echo(f"Added by status: {added}.")
     if report.kept_columns:
         typer.echo("Kept as attributes: " + ", ".join(report.kept_columns) + ".")
     if report.ignored_columns:

@@ -61,7 +61,8 @@ class Layout:
     def cells(self, values: list[str]) -> Callable[[str], str]:
         def cell(name: str) -> str:
             index = self.columns.get(name)
-            return values[index].strip() if index is not None and index < len(values) else ""
+            # Spaces only: a line break or control character is refused, never trimmed.
+            return values[index].strip(" ") if index is not None and index < len(values) else ""
 
         return cell
 
