@@ -38,10 +38,11 @@ def add(
     email: Annotated[str, typer.Argument(help="Email address.")],
     name: Annotated[
         str | None,
-        typer.Option(help="Full name, for the To: line; the greeting uses its first word."),
+        typer.Option(help="Full name, for the To: line; the greeting uses its first name."),
     ] = None,
     first_name: Annotated[
-        str | None, typer.Option(help="First name (when it is more than the first word).")
+        str | None,
+        typer.Option(help="First name, kept apart (shown, exported); default: split from --name."),
     ] = None,
     last_name: Annotated[str | None, typer.Option(help="Last name.")] = None,
     config: ConfigOption = None,
