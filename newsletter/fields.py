@@ -155,3 +155,49 @@ def explain(error: dict[str, Any], model: type[BaseModel], secret: bool = False)
         expected = error["msg"].replace("Input should be", "expected a value")
         return f"{shown} is out of range; {expected}"
     return f"{error['msg']}"
+
+
+# Personal names: greetings use the first name ("Hi Zoë,"), the To: header the full one.
+# Courtesy titles are dropped from a greeting: "Hi Dr," greets no one.
+_TITLES = frozenset(("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "fr"))
+_SUFFIXES = frozenset(("jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"))
+
+
+def split_name(full: str) -> tuple[str, str]:
+    """(first, last) of a full name: 'Zoë Adams' → ('Zoë', 'Adams'); 'Adams, Zoë' →
+    ('Zoë', 'Adams'); 'Dr. Zoë van Dijk' → ('Zoë', 'van Dijk'); 'Zoë' → ('Zoë', '').
+    A given name of several words cannot be told from a full name: 'Mary Ann Lee'
+    gives ('Mary', 'Ann Lee'); store first and last apart when they are known."""
+    if "," in full:
+        last, _, first = full.partition(",")
+        first, last = " ".join(first.split()), " ".join(last.split())
+        # 'Adams, Zoë' is inverted; 'Zoë Adams, PhD', 'Adams, Jr.' and 'Ana, the 1st' are not.
+        if _given(first) and last and " " not in last:
+            return first, last
+    words = full.split()
+    while len(words) > 1 and words[0].rstrip(".").lower() in _TITLES:
+        words = words[1:]
+    if not words:
+        return "", ""
+    return words[0].rstrip(","), " ".join(words[1:])
+
+
+def _given(word: str) -> bool:
+    return (
+        bool(word)
+        and word[0].isalpha()
+        and not word[0].islower()
+        and (word.rstrip(".").lower() not in _SUFFIXES)
+    )
+
+
+def greeting_name(full: str) -> str:
+    """The name a greeting uses, from a full name ('' if there is none to use):
+    the first name, or the whole name when the first word is an initial ('J. R. Hartley')
+    or the 'name' is an email address, which no reader wants to be called."""
+    if "@" in full:
+        return ""
+    first, last = split_name(full)
+    if len(first.rstrip(".")) <= 1 and last:
+        return f"{first} {last}"
+    return first

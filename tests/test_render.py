@@ -251,7 +251,7 @@ def test_template_edited_between_renders_is_picked_up(folder, write_issue, confi
     [
         (
             "{{ slot('email') }}",
-            "unknown slot 'email'; expected one of name, unsubscribe_url, web_url",
+            "unknown slot 'email'; expected one of name, full_name, unsubscribe_url, web_url",
         ),
         ("{{ 1 / 0 }}", "division by zero"),
     ],

@@ -36,11 +36,19 @@ def _service():
 @reports_errors
 def add(
     email: Annotated[str, typer.Argument(help="Email address.")],
-    name: Annotated[str | None, typer.Option(help="Name used in the greeting.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Full name, for the To: line; the greeting uses its first name."),
+    ] = None,
+    first_name: Annotated[
+        str | None,
+        typer.Option(help="First name, kept apart (shown, exported); default: split from --name."),
+    ] = None,
+    last_name: Annotated[str | None, typer.Option(help="Last name.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Add an active subscriber (you vouch for their consent)."""
-    address = _service().add(load_config(config), email, name)
+    address = _service().add(load_config(config), email, name, first_name, last_name)
     typer.echo(f"Added {address}.")
 
 
@@ -76,15 +84,19 @@ def count(config: ConfigOption = None) -> None:
 @app.command("import", epilog="Example: newsletter subscribers import list.csv")
 @reports_errors
 def import_(
-    file: Annotated[Path, typer.Argument(help="CSV with a header row: email[,name][,status].")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a header row: email[,name][,status]…, or the subscriber export "
+            "of Mailchimp, Substack, Buttondown, listmonk, Ghost, Kit or Beehiiv."
+        ),
+    ],
     config: ConfigOption = None,
 ) -> None:
-    """Import a CSV. Safe to repeat; never re-activates anyone who left or bounced."""
+    """Import a CSV. Safe to repeat; never re-activates anyone who left or bounced.
+    Other columns are kept as attributes; the summary lists any it ignored."""
     report = _service().import_csv(load_config(config), file)
-    typer.echo(
-        f"Imported {file}: {report.added} added, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.kept_unsubscribed} kept unsubscribed or bounced."
-    )
+    _print_import(file, report)
     if report.errors:
         for line in report.errors:
             typer.echo(f"error: {line}", err=True)
@@ -96,6 +108,27 @@ def import_(
         raise typer.Exit(1)
 
 
+def _print_import(file: Path, report) -> None:
+    found = f"{report.source_format} export" if report.source_format else ""
+    if report.delimiter != ",":
+        found += f"{', ' if found else ''}{_DELIMITER_NAMES.get(report.delimiter)}-separated"
+    typer.echo(
+        f"Imported {file}{f' ({found})' if found else ''}: {report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.kept_unsubscribed} kept unsubscribed or bounced."
+    )
+    if set(report.by_status) - {"active"}:
+        added = ", ".join(f"{status} {n}" for status, n in report.by_status.items())
+        typer.echo(f"Added by status: {added}.")
+    if report.kept_columns:
+        typer.echo("Kept as attributes: " + ", ".join(report.kept_columns) + ".")
+    if report.ignored_columns:
+        typer.echo("Ignored columns: " + "; ".join(report.ignored_columns) + ".")
+
+
+_DELIMITER_NAMES = {";": "semicolon", "\t": "tab", ",": "comma"}
+
+
 @app.command(epilog="Example: newsletter subscribers export list.csv --status active")
 @reports_errors
 def export(
@@ -103,7 +136,8 @@ def export(
     status: StatusOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write subscribers to a CSV: email, name, status, created_at."""
+    """Write subscribers to a CSV (names, status, dates, consent, attributes as JSON);
+    it imports back to the same data."""
     written = _service().export_csv(load_config(config), file, status)
     # With '-' the CSV itself is on standard output; the summary must not join it.
     typer.echo(f"Exported {written} subscriber(s) to {file}.", err=str(file) == "-")
@@ -124,7 +158,8 @@ def show(
         return
     deliveries = record.pop("deliveries")
     for key, value in record.items():
-        typer.echo(f"{key:<16} {'' if value is None else value}")
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        typer.echo(f"{key:<16} {'' if value is None else shown}")
     typer.echo(f"{'deliveries':<16} {len(deliveries)}")
 
 

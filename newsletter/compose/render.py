@@ -55,6 +55,7 @@ class PreparedIssue:
         return self.fill_values(
             {
                 "name": name or self.fallback_name,
+                "full_name": name or self.fallback_name,
                 "unsubscribe_url": unsubscribe_url,
                 "web_url": web_url,
             }

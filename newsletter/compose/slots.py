@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from newsletter.errors import NewsletterError
 
-NAMES = ("name", "unsubscribe_url", "web_url", "archive_url", "confirm_url")
+# name: the greeting's first name; full_name: the name as stored ("Zoë" / "Zoë Adams").
+NAMES = ("name", "full_name", "unsubscribe_url", "web_url", "archive_url", "confirm_url")
 
 
 def new_prefix() -> str:

@@ -25,6 +25,7 @@ from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING, Literal
 
 from newsletter.config import Config
+from newsletter.fields import greeting_name
 from newsletter.links import Links
 from newsletter.mail import mime
 from newsletter.mail.dkim import load_key
@@ -44,7 +45,7 @@ Kind = Literal["issue", "welcome", "confirm"]
 class Recipient:
     subscriber_id: int
     email: str
-    name: str = ""
+    name: str = ""  # the full name: the To: header's; the greeting takes the first name of it
     # Per-recipient values for slots other than name and the list links, e.g. confirm_url.
     values: Mapping[str, str] = field(default_factory=dict)
 
@@ -107,7 +108,8 @@ class MessageFactory:
     def slot_values(self, r: Recipient, unsubscribe: str) -> dict[str, str]:
         """Plain-text values of every slot the bodies may hold."""
         return {
-            "name": r.name or self.prepared.fallback_name,
+            "name": greeting_name(r.name) or self.prepared.fallback_name,
+            "full_name": r.name or self.prepared.fallback_name,
             "unsubscribe_url": unsubscribe,
             "web_url": self.web_url,
             "archive_url": self.links.archive(),

@@ -48,10 +48,18 @@ def upgrade_database(config: Config) -> bool:
         return db.upgrade(engine)
 
 
-def add(config: Config, email: str, name: str | None = None) -> str:
-    """Add an active subscriber the editor vouches for; returns the stored address."""
+def add(
+    config: Config,
+    email: str,
+    name: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+) -> str:
+    """Add an active subscriber the editor vouches for; returns the stored address.
+    Without first and last names, they are split from `name` (fields.split_name)."""
     with _session(config) as session:
-        return subscribers.add(session, email, name).email
+        added = subscribers.add(session, email, name, first_name=first_name, last_name=last_name)
+        return added.email
 
 
 def remove(config: Config, email: str) -> str:
@@ -92,14 +100,23 @@ def erase(config: Config, email: str) -> str:
 
 
 def export_csv(config: Config, path: Path, status: str | None = None) -> int:
-    """Write email,name,status,created_at to `path` ('-': standard output)."""
+    """Write csvfiles.HEADER's columns to `path` ('-': standard output); the file
+    imports back to the same names, statuses, dates, consent record and attributes."""
     wanted = subscribers.parse_status(status) if status else None
     with _session(config) as session:
-        rows = (
-            [s.email, s.name, s.status.value, s.created_at.isoformat() if s.created_at else ""]
-            for s in subscribers.iterate(session, wanted)
-        )
+        rows = (_exported(s) for s in subscribers.iterate(session, wanted))
         return csvfiles.write_rows(path, rows)
+
+
+def _exported(s) -> list[str]:
+    def when(value) -> str:
+        return value.isoformat() if value else ""
+
+    return [
+        s.email, s.name, s.first_name or "", s.last_name or "", s.status.value,
+        when(s.created_at), when(s.confirmed_at), when(s.consent_at),
+        when(s.unsubscribed_at), s.consent_source or "", s.attributes or "",
+    ]  # fmt: skip
 
 
 def import_csv(config: Config, path: Path) -> ImportReport:
@@ -109,7 +126,7 @@ def import_csv(config: Config, path: Path) -> ImportReport:
     be broken, or the database fails, part-way, ImportStopped says where; the
     rows before that stay imported, and importing the file again is safe."""
     report = ImportReport()
-    rows = csvfiles.read_rows(path, report.errors)
+    rows = csvfiles.read_rows(path, report)
     source = path.name
     with _database(config) as engine:
         while True:
@@ -117,7 +134,7 @@ def import_csv(config: Config, path: Path) -> ImportReport:
             if chunk:
                 try:
                     with db.session(engine) as session:
-                        done = subscribers.import_rows(session, [r[1:] for r in chunk], source)
+                        done = subscribers.import_rows(session, [r.incoming for r in chunk], source)
                 except NewsletterError as exc:
                     raise _stopped(path, exc, chunk[0].line, report) from None
                 report.absorb(done)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -19,10 +20,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
-from newsletter.fields import CONTROL
+from newsletter.fields import CONTROL, split_name
 from newsletter.storage.models import Delivery, Erased, Status, Subscriber, utcnow
 
 MAX_NAME = 200
+MAX_PART = 100  # a first or last name
 
 
 class SubscriberError(NewsletterError):
@@ -54,15 +56,15 @@ def normalize_email(raw: str) -> str:
     return (checked.ascii_email or checked.normalized).lower()
 
 
-def clean_name(raw: str | None) -> str:
+def clean_name(raw: str | None, limit: int = MAX_NAME, what: str = "name") -> str:
     if raw and CONTROL.search(raw):
         # A name reaches the To: header; a line break there could inject headers.
         raise SubscriberError(
-            f"name {raw!r}: contains a line break or control character; remove it"
+            f"{what} {raw!r}: contains a line break or control character; remove it"
         )
     name = " ".join((raw or "").split())
-    if len(name) > MAX_NAME:
-        raise SubscriberError(f"name: is {len(name)} characters; expected at most {MAX_NAME}")
+    if len(name) > limit:
+        raise SubscriberError(f"{what}: is {len(name)} characters; expected at most {limit}")
     return name
 
 
@@ -112,7 +114,14 @@ def find(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
 
 
-def add(session: Session, email: str, name: str | None = None, source: str = "cli") -> Subscriber:
+def add(
+    session: Session,
+    email: str,
+    name: str | None = None,
+    source: str = "cli",
+    first_name: str | None = None,
+    last_name: str | None = None,
+) -> Subscriber:
     """Add an active subscriber the editor vouches for (the consent record says so)."""
     address = normalize_email(email)
     existing = session.scalar(select(Subscriber).where(Subscriber.email == address))
@@ -128,9 +137,16 @@ def add(session: Session, email: str, name: str | None = None, source: str = "cl
             )
         raise SubscriberError(f"{address}: is already on the list ({existing.status.value})")
     now = utcnow()
+    first, last = _first_and_last(
+        clean_name(name),
+        clean_name(first_name, MAX_PART, "first name"),
+        clean_name(last_name, MAX_PART, "last name"),
+    )
     subscriber = Subscriber(
         email=address,
-        name=clean_name(name),
+        name=clean_name(name) or " ".join(p for p in (first, last) if p),
+        first_name=first,
+        last_name=last,
         status=Status.active,
         source=source,
         created_at=now,
@@ -142,6 +158,17 @@ def add(session: Session, email: str, name: str | None = None, source: str = "cl
     session.add(subscriber)
     session.flush()
     return subscriber
+
+
+def _first_and_last(
+    name: str, first: str | None, last: str | None
+) -> tuple[str | None, str | None]:
+    """The first and last names to store: as given, or split from the full name
+    when neither is (see fields.split_name for the rule)."""
+    if not first and not last and name:
+        first, last = split_name(name)
+        first, last = first[:MAX_PART], last[:MAX_PART]
+    return first or None, last or None
 
 
 def remove(session: Session, email: str) -> Subscriber:
@@ -174,6 +201,24 @@ def counts(session: Session) -> dict[Status, int]:
     return {status: found.get(status, 0) for status in Status}
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One person as an import file gives them; None (or empty) where the file is silent."""
+
+    address: str
+    name: str = ""
+    first_name: str | None = None
+    last_name: str | None = None
+    status: Status | None = None
+    attributes: dict | None = None
+    # The dates the other tool kept: signup, double opt-in, consent, leaving.
+    signed_up: dt.datetime | None = None
+    confirmed: dt.datetime | None = None
+    consented: dt.datetime | None = None
+    left: dt.datetime | None = None
+    consent_source: str | None = None
+
+
 @dataclass
 class ImportReport:
     added: int = 0
@@ -183,6 +228,12 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
     # The last file line whose row is committed (0: none yet).
     through_line: int = 0
+    # What the file looked like: which tool's export, and what became of its columns.
+    source_format: str = ""
+    delimiter: str = ","
+    kept_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    by_status: dict[str, int] = field(default_factory=dict)
 
     def absorb(self, other: ImportReport) -> None:
         """Add the counts of a committed chunk."""
@@ -190,16 +241,16 @@ class ImportReport:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.kept_unsubscribed += other.kept_unsubscribed
+        for status, count in other.by_status.items():
+            self.by_status[status] = self.by_status.get(status, 0) + count
 
 
-def import_rows(
-    session: Session, rows: list[tuple[str, str, Status | None]], source: str
-) -> ImportReport:
-    """Merge one chunk of valid (address, name, status) rows, distinct addresses;
-    returns its counts. Nobody who left, bounced or was erased is re-activated."""
+def import_rows(session: Session, rows: list[Incoming], source: str) -> ImportReport:
+    """Merge one chunk of valid rows, distinct addresses; returns its counts.
+    Nobody who left, bounced or was erased is re-activated."""
     report = ImportReport()
     now = utcnow()
-    addresses = [address for address, _, _ in rows]
+    addresses = [row.address for row in rows]
     found = session.scalars(select(Subscriber).where(Subscriber.email.in_(addresses)))
     existing = {subscriber.email: subscriber for subscriber in found}
     erased = set(
@@ -208,43 +259,47 @@ def import_rows(
         )
     )
     new = []
-    for address, name, status in rows:
-        current = existing.get(address)
-        if current is None and email_hash(address) in erased:
+    for row in rows:
+        current = existing.get(row.address)
+        if current is None and email_hash(row.address) in erased:
             report.kept_unsubscribed += 1  # erased on request: never re-added
         elif current is None:
-            new.append(_new_row(address, name, status or Status.active, now, source))
+            new.append(_new_row(row, now, source))
         else:
-            _merge(current, name, status, report, now)
+            _merge(current, row, report, now)
     if new:
         session.execute(insert(Subscriber), new)
+    for row in new:
+        report.by_status[row["status"].value] = report.by_status.get(row["status"].value, 0) + 1
     report.added += len(new)
     session.flush()
     return report
 
 
-def _new_row(address: str, name: str, status: Status, now: dt.datetime, source: str) -> dict:
+def _new_row(row: Incoming, now: dt.datetime, source: str) -> dict:
+    status = row.status or Status.active
+    created = row.signed_up or row.consented or row.confirmed or now
+    first, last = _first_and_last(row.name, row.first_name, row.last_name)
     return {
-        "email": address,
-        "name": name,
+        "email": row.address,
+        "name": row.name,
+        "first_name": first,
+        "last_name": last,
+        "attributes": dump_attributes(row.attributes),
         "status": status,
         "source": "import",
-        "created_at": now,
-        "confirmed_at": now if status == Status.active else None,
-        "unsubscribed_at": now if status == Status.unsubscribed else None,
+        "created_at": created,
+        "confirmed_at": row.confirmed or (created if status == Status.active else None),
+        "unsubscribed_at": (row.left or now) if status == Status.unsubscribed else None,
         "bounce_count": 0,
-        "consent_at": now,
-        "consent_source": f"imported by the editor from {source}",
+        "consent_at": row.consented or row.confirmed or created,
+        "consent_source": row.consent_source or f"imported by the editor from {source}",
     }
 
 
-def _merge(
-    current: Subscriber, name: str, status: Status | None, report: ImportReport, now
-) -> None:
-    changed = False
-    if name and name != current.name:
-        current.name = name
-        changed = True
+def _merge(current: Subscriber, row: Incoming, report: ImportReport, now) -> None:
+    changed = _merge_details(current, row)
+    status = row.status
     if status is not None and status != current.status:
         if current.status in (Status.unsubscribed, Status.bounced):
             # Never silently re-activate someone who left or whose mail bounced.
@@ -252,7 +307,7 @@ def _merge(
             return
         current.status = status
         if status == Status.unsubscribed:
-            current.unsubscribed_at = now
+            current.unsubscribed_at = row.left or now
         changed = True
     if changed:
         report.updated += 1
@@ -260,9 +315,44 @@ def _merge(
         report.unchanged += 1
 
 
+def _merge_details(current: Subscriber, row: Incoming) -> bool:
+    """Names and attributes the file brings; True when anything changed."""
+    changed = False
+    for key in ("name", "first_name", "last_name"):
+        value = getattr(row, key)
+        if value and value != getattr(current, key):
+            setattr(current, key, value)
+            changed = True
+    if row.attributes:
+        merged = {**load_attributes(current.attributes), **row.attributes}
+        if dump_attributes(merged) != current.attributes:
+            current.attributes = dump_attributes(merged)
+            changed = True
+    return changed
+
+
+def dump_attributes(attributes: dict | None) -> str | None:
+    """Attributes as stored: a JSON object with sorted keys (None when there are none)."""
+    if not attributes:
+        return None
+    return json.dumps(attributes, ensure_ascii=False, sort_keys=True)
+
+
+def load_attributes(stored: str | None) -> dict:
+    if not stored:
+        return {}
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return {}  # written by hand in a SQL shell; show it as empty rather than fail a send
+    return value if isinstance(value, dict) else {}
+
+
 def as_record(subscriber: Subscriber) -> dict:
     """Every column of a subscriber as plain values (text, numbers, ISO times)."""
-    return {c.name: _plain(getattr(subscriber, c.key)) for c in Subscriber.__table__.columns}
+    record = {c.name: _plain(getattr(subscriber, c.key)) for c in Subscriber.__table__.columns}
+    record["attributes"] = load_attributes(subscriber.attributes)
+    return record
 
 
 def _plain(value):
