@@ -30,6 +30,14 @@ HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 BUILTIN_TEMPLATES = Path(__file__).parent.parent / "defaults" / "templates"
 _STYLE_WITH_IMPORT = re.compile(r"<style([^>]*)>(?=[^<]*@import)", re.IGNORECASE)
+# MJML hides the preheader with white 1px text; SpamAssassin scores text coloured like
+# its background (HTML_FONT_LOW_CONTRAST), so it is hidden with no colour at all.
+_MJML_PREHEADER = re.compile(r'<div style="display:none;font-size:1px;color:#ffffff;[^"]*">')
+_PREHEADER = '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;">'
+# caniemail flags both; MJML writes them on every button.
+_CANIEMAIL_FLAGGED = re.compile(r' target="_blank"|(?<=[;"])\s*cursor:\s*auto;?')
+# MJML's wrapper of the whole body, which announces the email as an article.
+_ARTICLE = re.compile(r'<div\b[^>]*\brole="article"')
 
 
 class TemplateError(NewsletterError):
@@ -153,7 +161,21 @@ def inline_css(page: str) -> str:
     ).transform(pretty_print=False)
     # premailer drops the doctype; without it clients render in quirks mode.
     doctype = "<!doctype html>"
-    return inlined if inlined.lower().startswith(doctype) else doctype + inlined
+    inlined = inlined if inlined.lower().startswith(doctype) else doctype + inlined
+    return _for_mail_clients(inlined)
+
+
+def _for_mail_clients(page: str) -> str:
+    """What MJML writes but inboxes and spam filters hold against it: a white-on-white
+    preheader, `target="_blank"`, `cursor:auto`; and a main landmark for screen
+    readers (webmail passes roles through, and axe asks for one)."""
+    page = _MJML_PREHEADER.sub(_PREHEADER, page, count=1)
+    page = _CANIEMAIL_FLAGGED.sub("", page)
+    article, end = _ARTICLE.search(page), page.rfind("</body>")
+    if article and end > article.start() and 'role="main"' not in page:
+        start = article.start()
+        page = f'{page[:start]}<div role="main">{page[start:end]}</div>{page[end:]}'
+    return page
 
 
 def _view(issue: Issue, config: Config) -> dict[str, Any]:
