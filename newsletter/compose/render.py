@@ -33,7 +33,9 @@ _STYLE_WITH_IMPORT = re.compile(r"<style([^>]*)>(?=[^<]*@import)", re.IGNORECASE
 # MJML hides the preheader with white 1px text; SpamAssassin scores text coloured like
 # its background (HTML_FONT_LOW_CONTRAST), so it is hidden with no colour at all.
 _MJML_PREHEADER = re.compile(r'<div style="display:none;font-size:1px;color:#ffffff;[^"]*">')
-_PREHEADER = '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;">'
+_PREHEADER = (
+    '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;">'
+)
 # caniemail flags both; MJML writes them on every button.
 _CANIEMAIL_FLAGGED = re.compile(r' target="_blank"|(?<=[;"])\s*cursor:\s*auto;?')
 # MJML's wrapper of the whole body, which announces the email as an article.
