@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import FULL_ISSUE, MINIMAL_ISSUE
 
 from newsletter.compose.issue import load_issue
@@ -179,3 +180,75 @@ def test_html_near_gmail_clip_limit_is_a_warning_and_over_it_an_error(write_issu
         assert len(findings) == len(expected), (size, findings)
         for finding, start in zip(findings, expected, strict=True):
             assert finding.startswith(f"{path}: {start}"), (size, finding)
+
+
+def test_script_and_data_links_are_errors_on_their_lines(write_issue, config):
+    # Markdown refuses to make links of these and shows their raw text instead.
+    body = (
+        "\n[Click](javascript:alert(1)) here.\n\n"
+        "See <javascript:void(0)> too.\n\n"
+        "[Doc](data:text/html;base64,PGgxPg==)\n\n"
+        "![Chart](data:image/png;base64,iVBORw0KGgo)\n"
+    )
+    path = write_issue(MINIMAL_ISSUE + body, SHORT)
+    assert found(path, config) == [
+        f"{path}:10: error: link 'javascript:alert(1)' runs a script, which mail clients block "
+        "and spam filters count against you; link to a web page (https://…) instead",
+        f"{path}:12: error: link 'javascript:void(0)' runs a script, which mail clients block "
+        "and spam filters count against you; link to a web page (https://…) instead",
+        f"{path}:14: error: link 'data:text/html;base64,PGgxPg==' is a data: URL, which mail "
+        "clients block or strip; put the content on the web and use its https:// address",
+        f"{path}:16: error: image 'data:image/png;base64,iVBORw0KGgo' is a data: URL, which "
+        "mail clients block or strip; put the content on the web and use its https:// address",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://localhost:8000/draft", "localhost (this computer)"),
+        ("https://app.localhost/x", "app.localhost (this computer)"),
+        ("http://127.0.0.1/x", "127.0.0.1 (this computer)"),
+        ("http://127.8.9.10:5000/x", "127.8.9.10 (this computer)"),
+        ("http://[::1]:8080/x", "::1 (this computer)"),
+        ("http://0.0.0.0:8000/", "0.0.0.0 (this computer)"),
+        ("https://printer.local/status", "printer.local (a name on your local network)"),
+        ("https://NAS.Local./share", "nas.local (a name on your local network)"),
+    ],
+)
+def test_links_to_this_computer_or_the_local_network_are_errors(write_issue, config, url, host):
+    path = write_issue(MINIMAL_ISSUE + f"\nSee [the draft]({url}).\n", SHORT)
+    assert found(path, config) == [
+        f"{path}:10: error: link {url!r} points at {host}, which readers cannot reach; "
+        "use its public https:// address"
+    ]
+
+
+def test_image_on_localhost_is_an_error_and_public_hosts_are_fine(write_issue, config):
+    body = (
+        "\n![A chart](http://localhost/chart.png)\n\n"
+        "[Fine](https://localhost.example.com/) [also](https://127.example.com/)"
+        " [and](https://locale.example/) [ip](https://93.184.215.14/)\n"
+    )
+    path = write_issue(MINIMAL_ISSUE + body, SHORT)
+    assert found(path, config) == [
+        f"{path}:10: error: image 'http://localhost/chart.png' points at localhost (this "
+        "computer), which readers cannot reach; use its public https:// address"
+    ]
+
+
+def test_own_site_on_localhost_is_left_to_the_configuration_check(folder, write_issue):
+    # Serving the site locally puts base_url on localhost: the footer's links follow it,
+    # and the base_url check (not each link) tells the editor about it.
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'base_url = "https://news.example.com"', 'base_url = "http://localhost:8000"'
+        )
+    )
+    config = load_config(toml, environ={})
+    path = write_issue(MINIMAL_ISSUE + "\n[Other](http://localhost:9000/x)\n", SHORT)
+    assert found(path, config) == [
+        f"{path}:10: error: link 'http://localhost:9000/x' points at localhost (this computer), "
+        "which readers cannot reach; use its public https:// address"
+    ]

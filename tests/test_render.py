@@ -264,3 +264,24 @@ def test_any_failure_inside_a_template_is_a_template_error(
         prepare(load_issue(write_issue(FULL_ISSUE)), config)
     assert re.search(r"closing\.mjml\.j2:2: template error: ", str(caught.value))
     assert expected in str(caught.value)
+
+
+def test_rules_after_a_media_block_in_the_same_style_are_still_inlined(folder, write_issue, config):
+    # @media-only style blocks are left to stay in the head as written; one that also
+    # holds ordinary rules must still have those inlined.
+    template = folder / "templates" / "issue.mjml.j2"
+    template.write_text(
+        template.read_text().replace(
+            "</mj-head>",
+            "<mj-style>@media print { .prose p { color: #000000; } }\n"
+            ".prose p { letter-spacing: 0.2px; }</mj-style>\n</mj-head>",
+        )
+    )
+    out = prepare(load_issue(write_issue(FULL_ISSUE)), config).fill(
+        name="Ana", unsubscribe_url=UNSUB, web_url=WEB
+    )
+    hello = next(
+        p for p in lxml.html.fromstring(out.html).iter("p") if "Hi Ana" in p.text_content()
+    )
+    assert "letter-spacing:0.2px" in hello.get("style").replace(" ", "")
+    assert "@media print" in out.html.split("<body", 1)[0]

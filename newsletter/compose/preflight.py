@@ -6,6 +6,7 @@ leftover TODO); warnings are worth a look (an image without alt text).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,13 @@ from newsletter.errors import shown
 
 GMAIL_CLIP_BYTES = 102 * 1024
 _TODO = re.compile(r"\bTODO\b")
+# Markdown shows these links as their raw text rather than link to them, so they never
+# reach the page: found in the source. `![…](…)` is an image, `[…](…)` and `<…>` links.
+_REFUSED_LINK = re.compile(
+    r"(!?)\[[^\]]*\]\(\s*<?((?:javascript|vbscript|data):(?:[^()\s>]|\([^()\s]*\))*)"
+    r"|<((?:javascript|vbscript|data):[^>\s]*)>",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Findi
     findings = todo_findings(source, issue.source)
     findings += _size(source, filled.html)
     findings += _footer(source, prepared, filled, config)
-    findings += _links_and_images(issue, filled.html)
+    findings += _links_and_images(issue, filled.html, config.newsletter.base_url)
     findings += _empty_sections(issue)
     if issue.path.name[:10] != issue.meta.date.isoformat() and re.match(
         r"\d{4}-\d\d-\d\d", issue.path.name
@@ -171,14 +179,19 @@ def _footer(source: str, prepared: PreparedIssue, filled: Filled, config: Config
     return findings
 
 
-def _links_and_images(issue: Issue, page: str) -> list[Finding]:
-    """Links and images from the articles (with their lines), then any others the
-    rendered page has (front-matter fields, templates)."""
+def _links_and_images(issue: Issue, page: str, base_url: str) -> list[Finding]:
+    """Links and images from the articles (with their lines), those Markdown refused
+    to make links of, then any others the rendered page has (front-matter fields,
+    templates). Links to the newsletter's own site are the configuration's to judge."""
     source = str(issue.path)
     found: list[tuple[str, str, str, str]] = []
     for link in issue.body.links:
         found.append((link.kind, link.url, link.alt, f"{source}:{issue.body_line + link.line - 1}"))
     seen = {(kind, url) for kind, url, _, _ in found}
+    for kind, url, number in _refused_in_source(issue):
+        if (kind, url) not in seen:
+            seen.add((kind, url))
+            found.append((kind, url, "", f"{source}:{number}"))
     tree = lxml.html.fromstring(page)
     for kind, tag, attribute in (("link", "a", "href"), ("image", "img", "src")):
         for element in tree.iter(tag):
@@ -187,11 +200,38 @@ def _links_and_images(issue: Issue, page: str) -> list[Finding]:
                 seen.add((kind, url))
                 line = _line_of(issue.source, url)
                 found.append((kind, url, element.get("alt") or "", f"{source}:{line}"))
-    return [finding for item in found for finding in _judge(*item)]
+    own = base_url.rstrip("/") + "/"
+    return [
+        finding
+        for kind, url, alt, where in found
+        for finding in _judge(kind, url, alt, where, own_site=(url + "/").startswith(own))
+    ]
 
 
-def _judge(kind: str, url: str, alt: str, where: str) -> list[Finding]:
-    scheme = urlsplit(url).scheme
+def _refused_in_source(issue: Issue):
+    """(kind, url, line) of each script or data: link written in the body."""
+    lines = issue.source.splitlines()[issue.body_line - 1 :]
+    for number, line in enumerate(lines, issue.body_line):
+        for match in _REFUSED_LINK.finditer(line):
+            yield ("image" if match.group(1) else "link"), match.group(2) or match.group(3), number
+
+
+def _judge(kind: str, url: str, alt: str, where: str, own_site: bool = False) -> list[Finding]:
+    refused = _refused(kind, url)
+    if refused:
+        return [Finding("error", where, refused)]
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    unreachable = "" if own_site else _unreachable_host(parts.hostname or "")
+    if unreachable and scheme in ("http", "https"):
+        return [
+            Finding(
+                "error",
+                where,
+                f"{kind} {_short(url)!r} points at {unreachable}, which readers cannot reach; "
+                "use its public https:// address",
+            )
+        ]
     if kind == "link" and (scheme not in ("http", "https", "mailto") or url in ("http:", "https:")):
         return [
             Finding(
@@ -221,6 +261,43 @@ def _judge(kind: str, url: str, alt: str, where: str) -> list[Finding]:
             )
         )
     return findings
+
+
+def _refused(kind: str, url: str) -> str:
+    """Why mail clients will not follow this link or show this image, if they will not."""
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if scheme in ("javascript", "vbscript"):
+        return (
+            f"link {_short(url)!r} runs a script, which mail clients block and spam filters "
+            "count against you; link to a web page (https://…) instead"
+        )
+    if scheme == "data":
+        return (
+            f"{kind} {_short(url)!r} is a data: URL, which mail clients block or strip; put "
+            "the content on the web and use its https:// address"
+        )
+    return ""
+
+
+def _unreachable_host(host: str) -> str:
+    """'localhost (this computer)' and the like for hosts only the editor can reach."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"{host} (this computer)"
+    if host.endswith(".local"):
+        return f"{host} (a name on your local network)"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    if address.is_loopback or address.is_unspecified:
+        return f"{host} (this computer)"
+    return ""
+
+
+def _short(url: str) -> str:
+    """A URL as the editor can recognise it in one line (data: URLs run to kilobytes)."""
+    return url if len(url) <= 60 else url[:57] + "…"
 
 
 def _empty_sections(issue: Issue) -> list[Finding]:
