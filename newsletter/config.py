@@ -32,7 +32,7 @@ from newsletter.fields import OneLine, WebUrl, dotted, explain
 CONFIG_FILE = "newsletter.toml"
 SECRETS_FILE = "secrets.toml"
 ENV_PREFIX = "NEWSLETTER_"
-SECRETS = {"smtp": {"password"}, "web": {"secret_key"}}
+SECRETS = {"smtp": {"password"}, "web": {"secret_key"}, "bounces": {"password"}}
 # NEWSLETTER_* variables that are not config keys.
 OTHER_VARIABLES = {"NEWSLETTER_CONFIG", "NEWSLETTER_CHROMIUM", "NEWSLETTER_REQUIRE_BROWSER"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -151,6 +151,39 @@ class WebSection(_Section):
         return value
 
 
+class BouncesSection(_Section):
+    address: EmailStr | None = Field(
+        None, description="the mailbox bounces come back to; turns on VERP envelope senders"
+    )
+    # One permanent failure is enough, as with [smtp] bounce_limit = 1 for a refusal at
+    # send time; soft bounces (0.5) add up only within reset_after_days of each other.
+    threshold: float = Field(1.0, gt=0, le=100, description="bounce score that stops a reader")
+    reset_after_days: int = Field(7, ge=1, le=365, description="days without bounces that reset")
+    maildir: str | None = Field(None, description="a local Maildir that bounces are delivered to")
+    imap_host: OneLine | None = None
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_user: OneLine | None = None
+    imap_folder: OneLine = "INBOX"
+    imap_ca_file: str | None = Field(None, description="a CA bundle to trust, for a private server")
+    password: SecretStr | None = None
+    move_to: OneLine | None = Field(
+        None, description="a folder processed messages move to; without it they are marked read"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _verp_fits(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        local = value.rsplit("@", 1)[0]
+        if not value.isascii() or "+" in local or len(local) > 20:
+            raise ValueError(
+                f"{value!r}: expected a plain ASCII address whose part before the @ has at "
+                "most 20 characters and no '+' (a token is added after a '+')"
+            )
+        return value
+
+
 class Config(_Section):
     newsletter: NewsletterSection
     sender: SenderSection
@@ -159,6 +192,7 @@ class Config(_Section):
     database: DatabaseSection = DatabaseSection()
     web: WebSection = WebSection()
     dkim: DkimSection = DkimSection()
+    bounces: BouncesSection = BouncesSection()
 
     _root: Path = PrivateAttr(default=Path("."))
 
