@@ -355,3 +355,14 @@ def test_bounce_events_are_kept_per_subscriber(cli, folder, sent, tmp_path):
         [event] = s.scalars(select(BounceEvent))
         assert (event.kind, event.score) == ("soft", 0.5)
         assert event.delivery_id is not None
+
+
+def test_bounce_password_is_read_from_secrets_toml(folder):
+    set_bounces(folder, imap_host='"127.0.0.1"', imap_user='"bounces"')
+    (folder / "secrets.toml").write_text('[bounces]\npassword = "from-secrets"\n')
+    settings = load_config(folder / "newsletter.toml", environ={})
+    assert settings.bounces.password.get_secret_value() == "from-secrets"
+    from_env = load_config(
+        folder / "newsletter.toml", environ={"NEWSLETTER_BOUNCES_PASSWORD": "from-env"}
+    )
+    assert from_env.bounces.password.get_secret_value() == "from-env"
