@@ -45,6 +45,8 @@ def secret_of(config: Config) -> str:
 class Signer:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
+        # Keyed once: copying a keyed HMAC skips the key setup on every digest.
+        self._keyed = hmac.new(self._secret, digestmod=hashlib.sha256)
         self._unsubscribe = URLSafeSerializer(secret, salt="unsubscribe")
         self._unsubscribe_signer = self._unsubscribe.make_signer()
         self._confirm = URLSafeTimedSerializer(secret, salt="confirm")
@@ -124,4 +126,6 @@ class Signer:
     def digest(self, *parts: object, size: int = 20) -> str:
         """A stable keyed hash: the same inputs always give the same hex string."""
         message = "\x1f".join(str(p) for p in parts).encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:size]
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.hexdigest()[:size]
