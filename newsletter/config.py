@@ -13,7 +13,6 @@ import difflib
 import os
 import re
 import tomllib
-import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,18 +22,26 @@ from pydantic import (
     EmailStr,
     Field,
     PrivateAttr,
-    SecretStr,
     ValidationError,
     field_validator,
 )
 
 from newsletter.errors import NewsletterError
 from newsletter.fields import OneLine, WebUrl, dotted, explain
+from newsletter.sections import (
+    BouncesSection,
+    DatabaseSection,
+    DkimSection,
+    ScheduleSection,
+    SmtpSection,
+    WebSection,
+    zone,
+)
 
 CONFIG_FILE = "newsletter.toml"
 SECRETS_FILE = "secrets.toml"
 ENV_PREFIX = "NEWSLETTER_"
-SECRETS = {"smtp": {"password"}, "web": {"secret_key"}}
+SECRETS = {"smtp": {"password"}, "web": {"secret_key"}, "bounces": {"password"}}
 # NEWSLETTER_* variables that are not config keys.
 OTHER_VARIABLES = {"NEWSLETTER_CONFIG", "NEWSLETTER_CHROMIUM", "NEWSLETTER_REQUIRE_BROWSER"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -110,76 +117,6 @@ class SignatureSection(_Section):
     links: list[Link] = []
 
 
-class SmtpSection(_Section):
-    host: OneLine = "localhost"
-    port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: OneLine | None = None
-    password: SecretStr | None = None
-    ca_file: str | None = Field(None, description="a CA bundle to trust, for a private relay")
-    timeout: float = Field(30.0, gt=0)
-    connections: int = Field(4, ge=1, le=64)
-    rate: float = Field(20.0, ge=0, description="messages per second in all; 0 for no limit")
-    max_attempts: int = Field(5, ge=1, le=50)
-    retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
-    pause_after: int = Field(10, ge=1, description="consecutive connection failures")
-    bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
-
-
-class ScheduleSection(_Section):
-    late_after: dt.timedelta = Field(
-        dt.timedelta(hours=6),
-        description="how long past its time a scheduled send may still start on its own",
-    )
-    check_every: dt.timedelta = Field(
-        dt.timedelta(seconds=30), description="how often the worker looks for due sends"
-    )
-
-    @field_validator("late_after", "check_every", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return duration(value) if isinstance(value, str) else value
-
-
-class DkimSection(_Section):
-    selector: OneLine | None = None
-    domain: OneLine | None = None
-    key_file: str | None = Field(None, description="PEM private key, kept out of git")
-
-
-class DatabaseSection(_Section):
-    url: str = "sqlite:///subscribers.db"
-
-
-class WebSection(_Section):
-    secret_key: SecretStr | None = None
-    consent_text: str = Field(
-        "Yes, send me {name} by email. I can unsubscribe at any time with one click.",
-        min_length=10,
-        max_length=500,
-    )
-    confirm_days: int = Field(7, ge=1, le=90, description="days a confirmation link works")
-    welcome_email: bool = True
-    cors_origins: list[WebUrl] = []
-    limit_per_ip: str = Field("20/minute", description="signups from one IP address")
-    limit_per_address: str = Field("5/hour", description="signups for one address")
-    confirmations_per_day: int = Field(3, ge=1, le=50)
-    max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
-
-    @field_validator("limit_per_ip", "limit_per_address")
-    @classmethod
-    def _rate(cls, value: str) -> str:
-        from limits import parse
-
-        try:
-            parse(value)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a rate; expected e.g. '20/minute' or '5 per hour'"
-            ) from None
-        return value
-
-
 class Config(_Section):
     newsletter: NewsletterSection
     sender: SenderSection
@@ -189,6 +126,7 @@ class Config(_Section):
     web: WebSection = WebSection()
     dkim: DkimSection = DkimSection()
     schedule: ScheduleSection = ScheduleSection()
+    bounces: BouncesSection = BouncesSection()
 
     _root: Path = PrivateAttr(default=Path("."))
 
@@ -196,30 +134,6 @@ class Config(_Section):
     def root(self) -> Path:
         """The newsletter folder: issues/, templates/ and build/ live here."""
         return self._root
-
-
-def zone(name: str) -> dt.tzinfo:
-    """An IANA time zone; UTC needs no time zone database."""
-    if name.upper() in ("UTC", "Z"):
-        return dt.UTC
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{name!r} is not an IANA time zone name; expected e.g. UTC, Europe/Berlin "
-            "or America/New_York"
-        ) from None
-
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def duration(text: str) -> dt.timedelta:
-    """A duration written as a number and a unit: 90s, 30m, 6h, 2d."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a duration; expected e.g. 30m, 6h or 2d")
-    return dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def find_config(path: Path | None = None) -> Path:

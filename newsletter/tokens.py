@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,12 @@ from newsletter.config import Config
 from newsletter.errors import NewsletterError
 
 SHORT_PAYLOAD = 40  # bytes of JSON that zlib cannot shorten (its header and checksum cost 6)
+# VERP tokens ride in the local part of an address: digits, lower-case hex and "-" only,
+# since some MTAs lower-case local parts, and short enough for RFC 5321's 64 characters.
+VERP_MAC = 12  # hex characters (48 bits): a forger must guess them per subscriber
+ISSUE_TAG = 6  # hex characters telling one subscriber's issues apart
+BOUNCE_TOKEN = re.compile(rf"(\d{{1,12}})-([0-9a-f]{{{ISSUE_TAG}}})-([0-9a-f]{{{VERP_MAC}}})")
+MAILTO_TOKEN = re.compile(rf"(\d{{1,12}})-([0-9a-f]{{{VERP_MAC}}})")
 
 
 class TokenError(NewsletterError):
@@ -52,6 +59,8 @@ class ConfirmLink:
 class Signer:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
+        # Keyed once: copying a keyed HMAC skips the key setup on every digest.
+        self._keyed = hmac.new(self._secret, digestmod=hashlib.sha256)
         self._unsubscribe = URLSafeSerializer(secret, salt="unsubscribe")
         self._unsubscribe_signer = self._unsubscribe.make_signer()
         self._confirm = URLSafeSerializer(secret, salt="confirm")
@@ -114,7 +123,41 @@ class Signer:
     def name_digest(self, name: str) -> str:
         return self.digest("name", name, size=10)
 
+    def issue_tag(self, slug: str) -> str:
+        return self.digest("issue", slug, size=ISSUE_TAG)
+
+    def bounce_token(self, subscriber_id: int, tag: str) -> str:
+        """The VERP token of one delivery: subscriber id and issue tag, signed."""
+        body = f"{subscriber_id}-{tag}"
+        return f"{body}-{self.digest('verp', body, size=VERP_MAC)}"
+
+    def bounce_of(self, token: str) -> tuple[int, str]:
+        """(subscriber id, issue tag) of a genuine VERP token."""
+        match = BOUNCE_TOKEN.fullmatch(token.lower())
+        if match is None or not hmac.compare_digest(
+            match[3], self.digest("verp", f"{match[1]}-{match[2]}", size=VERP_MAC)
+        ):
+            raise TokenError(f"bounce token {token!r} is damaged or not ours")
+        return int(match[1]), match[2]
+
+    def mailto_token(self, subscriber_id: int, email: str) -> str:
+        """The token of an unsubscribe mailto; like the link, it is bound to the address."""
+        return f"{subscriber_id}-{self.digest('mailto', subscriber_id, email, size=VERP_MAC)}"
+
+    def mailto_of(self, token: str) -> tuple[int, str]:
+        """(subscriber id, signature) of a well-formed mailto token; `mailto_matches` checks it."""
+        match = MAILTO_TOKEN.fullmatch(token.lower())
+        if match is None:
+            raise TokenError(f"unsubscribe token {token!r} is damaged or not ours")
+        return int(match[1]), match[2]
+
+    def mailto_matches(self, subscriber_id: int, signature: str, email: str) -> bool:
+        expected = self.digest("mailto", subscriber_id, email, size=VERP_MAC)
+        return hmac.compare_digest(signature.lower(), expected)
+
     def digest(self, *parts: object, size: int = 20) -> str:
         """A stable keyed hash: the same inputs always give the same hex string."""
         message = "\x1f".join(str(p) for p in parts).encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:size]
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.hexdigest()[:size]

@@ -24,6 +24,7 @@ def free_port() -> int:
 class Received:
     rcpt: str
     data: bytes
+    mail_from: str = ""  # the envelope sender (MAIL FROM), not the From header
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -80,7 +81,7 @@ class ScriptedHandler:
         if reply != 250:
             return f"{reply} scripted data reply"
         with self.lock:
-            self.received.append(Received(rcpt, envelope.original_content))
+            self.received.append(Received(rcpt, envelope.original_content, envelope.mail_from))
         return "250 OK"
 
     def by_rcpt(self) -> dict[str, list[Received]]:

@@ -117,7 +117,8 @@ def test_password_in_newsletter_toml_is_refused(folder):
 def test_only_secrets_belong_in_secrets_toml(folder):
     (folder / "secrets.toml").write_text('[smtp]\nhost = "mail.example.com"\n')
     assert (
-        "secrets.toml:2: smtp.host: only smtp.password, web.secret_key belong here; "
+        "secrets.toml:2: smtp.host: only smtp.password, web.secret_key, bounces.password "
+        "belong here; "
         "other settings go in newsletter.toml"
     ) in error(folder)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from newsletter import __version__
-from newsletter.cli import compose, sending, subscribers, web, worker
+from newsletter.cli import bounces, compose, sending, subscribers, web, worker
 from newsletter.cli.common import examples_as_written, new_app
 
 app = new_app("Write a weekly email newsletter as files, check and preview it, and send it.")
@@ -17,8 +17,9 @@ app.add_typer(web.app)
 app.add_typer(worker.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(subscribers.db_app, name="db")
+app.add_typer(bounces.app, name="bounces")
 examples_as_written(
-    compose.app, sending.app, web.app, worker.app, subscribers.app, subscribers.db_app
+    compose.app, sending.app, web.app, worker.app, subscribers.app, subscribers.db_app, bounces.app
 )
 
 

@@ -156,11 +156,13 @@ def show(
     if as_json:
         typer.echo(json.dumps(record, indent=2))
         return
-    deliveries = record.pop("deliveries")
+    deliveries, events = record.pop("deliveries"), record.pop("bounces")
     for key, value in record.items():
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
         typer.echo(f"{key:<16} {'' if value is None else shown}")
     typer.echo(f"{'deliveries':<16} {len(deliveries)}")
+    for event in events:  # the last bounces, complaints and mailed unsubscribes
+        typer.echo(f"{'bounce':<16} {event['received_at']} {event['kind']} {event['detail']}")
 
 
 @app.command(epilog="Example: newsletter subscribers erase ana@example.com --yes")

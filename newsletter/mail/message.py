@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.fields import greeting_name
@@ -50,10 +50,31 @@ class Recipient:
     values: Mapping[str, str] = field(default_factory=dict)
 
 
+class Addressee(Protocol):
+    """Anything that names a subscriber: a Recipient, or a claimed delivery."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+
+
 def list_id(config: Config) -> str:
     domain = config.sender.from_address.rsplit("@", 1)[1]
+    return f"{_name_slug(config)[:60]}.{domain}"
+
+
+def _name_slug(config: Config) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in config.newsletter.name.lower()).strip("-")
-    return f"{'-'.join(filter(None, slug.split('-')))[:60]}.{domain}"
+    return "-".join(filter(None, slug.split("-")))
+
+
+def feedback_id(config: Config, slug: str) -> str:
+    """Gmail's feedback loop header, `campaign:mailtype:SenderId`: Postmaster Tools then
+    reports complaints per issue. The SenderId must be 5 to 15 characters and stable."""
+    sender_id = _name_slug(config)[:15].strip("-")
+    if len(sender_id) < 5:
+        sender_id = f"{sender_id}-list".lstrip("-")
+    campaign = "".join(c if c.isalnum() or c in "-_." else "-" for c in slug)
+    return f"{campaign}:newsletter:{sender_id}"
 
 
 class MessageFactory:
@@ -80,6 +101,8 @@ class MessageFactory:
         self.date = format_datetime(date or dt.datetime.now(dt.UTC))
         self.sender = config.sender.from_address
         self.domain = self.sender.rsplit("@", 1)[1]
+        self.bounces = config.bounces.address
+        self._issue_tag = signer.issue_tag(prepared.slug)
         self.links = Links(config.newsletter.base_url, signer)
         self.web_url = self.links.web(prepared.slug)
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
@@ -116,8 +139,23 @@ class MessageFactory:
             **r.values,
         }
 
-    def _mailto(self) -> str:
-        return f"mailto:{self.sender}?subject=unsubscribe"
+    def envelope_sender(self, r: Addressee) -> str:
+        """MAIL FROM: with a bounce address, an issue's is VERP (`bounces+TOKEN@domain`), so
+        that a bounce names the delivery it is about; other mail bounces to the plain address."""
+        if self.bounces is None:
+            return self.sender
+        if self.kind != "issue" or self.test:
+            return self.bounces
+        local, domain = self.bounces.rsplit("@", 1)
+        return f"{local}+{self.signer.bounce_token(r.subscriber_id, self._issue_tag)}@{domain}"
+
+    def _mailto(self, r: Recipient) -> str:
+        # The mailto must reach a mailbox `bounces fetch` reads, with a token saying who.
+        if self.bounces is None or r.subscriber_id <= 0:
+            return f"mailto:{self.sender}?subject=unsubscribe"
+        local, domain = self.bounces.rsplit("@", 1)
+        token = self.signer.mailto_token(r.subscriber_id, r.email)
+        return f"mailto:{local}+unsubscribe-{token}@{domain}?subject=unsubscribe"
 
     def build(self, r: Recipient) -> bytes:
         return self.build_with_id(r)[0]
@@ -132,6 +170,7 @@ class MessageFactory:
             "to": mime.to_header(name, email),
             "message_id": message_id.encode(),
             "list_unsubscribe": unsubscribe.encode(),
+            "list_mailto": self._mailto(r).encode() if self.listed else b"",
             **self._constants,
         }
         slots = self.slot_values(r, unsubscribe)
@@ -158,9 +197,12 @@ class MessageFactory:
         msg["Message-ID"] = self.message_id(r)
         if self.listed:
             msg["List-Id"] = formataddr((self.config.newsletter.name, list_id(self.config)))
-            msg["List-Unsubscribe"] = f"<{unsubscribe}>, <{self._mailto()}>"
+            msg["List-Unsubscribe"] = f"<{unsubscribe}>, <{self._mailto(r)}>"
             msg["List-Unsubscribe-Post"] = ONE_CLICK
-        if self.kind != "issue":
+        if self.kind == "issue":
+            msg["Precedence"] = "bulk"
+            msg["Feedback-ID"] = feedback_id(self.config, self.prepared.slug)
+        else:
             msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(bodies.text, charset="utf-8", cte="quoted-printable")
         msg.add_alternative(bodies.html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -184,10 +226,16 @@ class MessageFactory:
             list_name = formataddr((config.newsletter.name, list_id(config)), charset="utf-8")
             headers += [
                 fold("List-Id", list_name),
-                f"List-Unsubscribe: <\x00list_unsubscribe\x00>,\r\n <{self._mailto()}>\r\n",
+                "List-Unsubscribe: <\x00list_unsubscribe\x00>,\r\n <\x00list_mailto\x00>\r\n",
                 f"List-Unsubscribe-Post: {ONE_CLICK}\r\n",
             ]
-        if self.kind != "issue":
+        if self.kind == "issue":
+            # Precedence: bulk keeps vacation responders quiet (no auto-reply loops).
+            headers += [
+                "Precedence: bulk\r\n",
+                fold("Feedback-ID", feedback_id(config, self.prepared.slug)),
+            ]
+        else:
             headers.append("Auto-Submitted: auto-generated\r\n")
         headers += [
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n',

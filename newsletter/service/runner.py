@@ -214,7 +214,7 @@ class Runner:
             return connection, used, failed
         try:
             stage, reply = await connection.send(
-                self.factory.sender, item.email, data, wire_ready=True, gate=recorded
+                self.factory.envelope_sender(item), item.email, data, wire_ready=True, gate=recorded
             )
         except TransportError as exc:
             self._connection_failed(str(exc))

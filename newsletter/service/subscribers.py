@@ -16,7 +16,7 @@ from pathlib import Path
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
 from newsletter.service import csvfiles
-from newsletter.storage import db, subscribers
+from newsletter.storage import bounces, db, subscribers
 from newsletter.storage.subscribers import ImportReport, SubscriberError
 
 IMPORT_CHUNK = 500  # rows per transaction during an import
@@ -90,6 +90,8 @@ def show(config: Config, email: str) -> dict:
             raise SubscriberError(f"{subscribers.normalize_email(email)}: is not on the list")
         record = subscribers.as_record(found)
         record["deliveries"] = subscribers.deliveries_of(session, found.id)
+        # bounce_score and last_bounce_at are columns; the events say what they were.
+        record["bounces"] = bounces.recent_events(session, found.id)
     return record
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.service import schedule
+from newsletter.service import bounces, schedule
 
 log = logging.getLogger("newsletter.worker")
 NAP = 0.1  # seconds between looks at the stop flag while idle
@@ -84,13 +84,20 @@ class Stop:
 
 
 def duties(settings: Config, stop: Stop) -> list[Duty]:
-    """The built-in duty (due sends, which listens to the stop flag) and the registered."""
+    """The built-in duties (due sends, which listens to the stop flag; the bounce
+    mailbox when one is configured) and the registered ones."""
     sends = Duty(
         "sends",
         lambda s: s.schedule.check_every.total_seconds(),
         lambda s: schedule.start_due(s, stopped=stop, on_stopping=stop.set),
     )
-    return [d for d in (sends, *_REGISTRY) if d.enabled(settings)]
+    bounce_mail = Duty(
+        "bounces",
+        lambda s: s.bounces.fetch_every,
+        lambda s: list(bounces.fetch(s)),
+        enabled=lambda s: bool(s.bounces.maildir or s.bounces.imap_host),
+    )
+    return [d for d in (sends, bounce_mail, *_REGISTRY) if d.enabled(settings)]
 
 
 def serve(
