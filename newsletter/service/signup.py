@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.links import Links
-from newsletter.storage import db
+from newsletter.storage import db, outbox
 from newsletter.storage.models import Erased, Status, Subscriber, utcnow
 from newsletter.storage.subscribers import clean_name, email_hash, normalize_email
 from newsletter.tokens import Signer, TokenError
@@ -90,24 +90,37 @@ def request(
     engine: Engine, email: str, name: str | None, *, ip: str, consent: str, signer: Signer,
     links: Links, new_link: bool = True,
 ) -> Confirmation | None:  # fmt: skip
-    """A signup from the form, in its own transaction (see `subscribe`); the
-    confirmation carries its link."""
+    """A signup from the form, in its own transaction (see `subscribe`), which also
+    puts the confirmation mail, carrying its link, in the outbox."""
+    address = normalize_email(email)
     with db.session(engine) as session:
         token = subscribe(
-            session, email, name, ip=ip, consent=consent, form=f"{links.home()} (signup form)",
+            session, address, name, ip=ip, consent=consent, form=f"{links.home()} (signup form)",
             signer=signer, new_link=new_link,
         )  # fmt: skip
-    return None if token is None else Confirmation(token, links.confirm(token))
+        if token is not None:
+            confirmation = Confirmation(token, links.confirm(token))
+            outbox.enqueue(session, "confirm", address, None, {"confirm_url": confirmation.url})
+            return confirmation
+        if new_link:  # an active address: as costly as the mail a new one gets
+            outbox.touch(session)
+    return None
 
 
 def confirm_link(
-    engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int
-) -> Joined:
-    """Confirm in its own transaction; raises TokenError (TokenExpired, LinkUsed)."""
+    engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int,
+    welcome: bool = False,
+) -> Joined:  # fmt: skip
+    """Confirm in its own transaction, which also puts the welcome mail in the outbox
+    when `welcome`; raises TokenError (TokenExpired, LinkUsed)."""
     with db.session(engine) as session:
         subscriber = confirm(session, token, signer=signer, max_age_seconds=max_age_seconds)
         subscriber_id, address = subscriber.id, subscriber.email
-    return Joined(address, links.unsubscribe(subscriber_id, address))
+        joined = Joined(address, links.unsubscribe(subscriber_id, address))
+        if welcome:
+            values = {"archive_url": links.archive(), "unsubscribe_url": joined.unsubscribe_url}
+            outbox.enqueue(session, "welcome", address, subscriber_id, values)
+    return joined
 
 
 def unsubscribe_link(engine: Engine, token: str, *, signer: Signer) -> None:

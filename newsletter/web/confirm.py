@@ -15,9 +15,9 @@ router = APIRouter()
 async def confirm(ctx: Context, token: str = ""):
     web, pages = ctx.config.web, ctx.pages
     try:
-        joined = signup.confirm_link(
+        signup.confirm_link(
             ctx.engine, token[:500], signer=ctx.signer, links=ctx.links,
-            max_age_seconds=web.confirm_days * 86400,
+            max_age_seconds=web.confirm_days * 86400, welcome=web.welcome_email,
         )  # fmt: skip
     except TokenExpired:
         text = f"Confirmation links work for {web.confirm_days} days. Sign up again below."
@@ -32,12 +32,7 @@ async def confirm(ctx: Context, token: str = ""):
         text = "It may have been cut short by your email program. Sign up again below."
         return pages.message(400, "This link is not valid", text, form=True)
     if web.welcome_email:
-        ctx.send_later(
-            "welcome",
-            joined.email,
-            archive_url=ctx.links.archive(),
-            unsubscribe_url=joined.unsubscribe_url,
-        )
+        ctx.mail_queued()
     newsletter = ctx.config.newsletter
     return pages.message(
         200,
