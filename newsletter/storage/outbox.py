@@ -97,11 +97,14 @@ class OutboxLog:
             .order_by(Outbox.next_attempt_at, Outbox.id)
             .limit(limit)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+            # A CTE runs once. As a subquery PostgreSQL may rescan it for each row the
+            # update changes, finding `limit` new due rows each time: claiming them all.
+            .cte("chosen")
         )
         with db.session(self.engine) as s:
             rows = s.execute(
                 update(Outbox)
-                .where(Outbox.id.in_(chosen.scalar_subquery()), *due)
+                .where(Outbox.id.in_(select(chosen.c.id)), *due)
                 .values(next_attempt_at=now + lease)
                 .returning(*_ITEM_COLUMNS)
                 .execution_options(synchronize_session=False)
