@@ -158,7 +158,6 @@ class Courier:
         self.settings = settings
         self.engine = engine
         self.interval = interval
-        self.rounds = 0  # finished rounds, for tests and status
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._hurry_after: float | None = None  # stop() is waiting: no new messages after
@@ -202,8 +201,6 @@ class Courier:
         except Exception:
             log.exception("outbox delivery failed")
             return False
-        finally:
-            self.rounds += 1
         for line in reports:
             log.log(logging.INFO if line.endswith(": sent") else logging.WARNING, "%s", line)
         return len(reports) >= limit
