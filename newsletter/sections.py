@@ -72,6 +72,12 @@ class WebSection(Section):
     limit_per_address: str = Field("5/hour", description="signups for one address")
     confirmations_per_day: int = Field(3, ge=1, le=50)
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    # Confirmation and welcome mails wait in the outbox; `serve` delivers it this often
+    # (and at once after a signup), retrying a refused or unreachable server.
+    outbox_interval: float = Field(5.0, gt=0, le=3600, description="seconds between rounds")
+    outbox_max_attempts: int = Field(
+        10, ge=1, le=100, description="refusals (4xx) before a mail is given up"
+    )
 
     @field_validator("limit_per_ip", "limit_per_address")
     @classmethod

@@ -79,7 +79,7 @@ def test_a_running_worker_picks_up_a_due_send_and_exits_0_on_sigterm(cli, folder
     subscribe(cli, folder, 3)
     process = start_worker(folder)
     try:
-        assert process.stdout.readline() == "worker: sends\n"  # up and waiting
+        assert process.stdout.readline() == "worker: sends, outbox\n"  # up and waiting
         assert cli("send", ISSUE, "--at", soon(1)).exit_code == 0
         scheduled = time.monotonic()
         wait_for(lambda: len(smtp.handler.received) == 3, process)
@@ -98,7 +98,7 @@ def test_a_running_worker_picks_up_a_due_send_and_exits_0_on_sigterm(cli, folder
 def test_an_idle_worker_stops_at_once(folder, number):
     process = start_worker(folder)
     try:
-        assert process.stdout.readline() == "worker: sends\n"
+        assert process.stdout.readline() == "worker: sends, outbox\n"
         stopped = time.monotonic()
         process.send_signal(number)
         out, err = process.communicate(timeout=5)

@@ -1,17 +1,13 @@
 """Transactional mail (confirmation, welcome): built by the same MIME builder as
-issues (so signed alike with DKIM) and sent through the same transport."""
+issues (so signed alike with DKIM) and sent through the same transport, from the
+outbox (service/outbox.py)."""
 
 from __future__ import annotations
-
-import logging
 
 from newsletter.compose.emails import prepare_email
 from newsletter.config import Config
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.transport import Reply, send_one
 from newsletter.tokens import Signer, secret_of
-
-log = logging.getLogger("newsletter.notify")
 
 
 def build_email(config: Config, kind: str, to: str, subscriber_id: int = 0, **values: str) -> bytes:
@@ -22,17 +18,7 @@ def build_email(config: Config, kind: str, to: str, subscriber_id: int = 0, **va
     return factory.build(Recipient(subscriber_id, to, "", values))
 
 
-async def deliver_email(config: Config, to: str, data: bytes) -> Reply:
-    helo = config.sender.from_address.rsplit("@", 1)[1]
-    return await send_one(config.smtp, helo, config.sender.from_address, to, data)
-
-
-async def send_email(config: Config, kind: str, to: str, **values: str) -> None:
-    """Build and send; failures are logged, never raised (the caller has answered)."""
-    try:
-        data = build_email(config, kind, to, **values)
-        reply = await deliver_email(config, to, data)
-        if not reply.ok:
-            log.warning("%s email to %s refused: %s", kind, to, reply)
-    except Exception:
-        log.exception("%s email to %s failed", kind, to)
+def envelope(config: Config) -> tuple[str, str]:
+    """The HELO name and the envelope sender (MAIL FROM) of transactional mail."""
+    sender = config.sender.from_address
+    return sender.rsplit("@", 1)[1], sender

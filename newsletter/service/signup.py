@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.links import Links
-from newsletter.storage import db
+from newsletter.storage import db, outbox
 from newsletter.storage.models import Erased, Status, Subscriber, utcnow
 from newsletter.storage.subscribers import clean_name, email_hash, normalize_email
 from newsletter.tokens import ConfirmLink, Signer, TokenError
@@ -106,14 +106,21 @@ def request(
     engine: Engine, email: str, name: str | None, *, ip: str, consent: str, signer: Signer,
     links: Links, new_link: bool = True,
 ) -> Confirmation | None:  # fmt: skip
-    """A signup from the form, in its own transaction (see `subscribe`); the
-    confirmation carries its link."""
+    """A signup from the form, in its own transaction (see `subscribe`), which also
+    puts the confirmation mail, carrying its link, in the outbox."""
+    address = normalize_email(email)
     with db.session(engine) as session:
         token = subscribe(
-            session, email, name, ip=ip, consent=consent, form=f"{links.home()} (signup form)",
+            session, address, name, ip=ip, consent=consent, form=f"{links.home()} (signup form)",
             signer=signer, new_link=new_link,
         )  # fmt: skip
-    return None if token is None else Confirmation(token, links.confirm(token))
+        if token is not None:
+            confirmation = Confirmation(token, links.confirm(token))
+            outbox.enqueue(session, "confirm", address, None, {"confirm_url": confirmation.url})
+            return confirmation
+        if new_link:  # an active address: as costly as the mail a new one gets
+            outbox.touch(session)
+    return None
 
 
 def look_up(engine: Engine, token: str, *, signer: Signer, max_age_seconds: int) -> Pending:
@@ -125,14 +132,25 @@ def look_up(engine: Engine, token: str, *, signer: Signer, max_age_seconds: int)
 
 
 def confirm_link(
-    engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int
-) -> Joined | None:
+    engine: Engine, token: str, *, signer: Signer, links: Links, max_age_seconds: int,
+    welcome: bool = False,
+) -> Joined | None:  # fmt: skip
     """Confirm in its own transaction: who just joined, or None when they already had
-    (a link clicked again). Raises TokenError (TokenExpired, LinkUsed, LinkGone)."""
+    (a link clicked again); a first confirmation puts the welcome mail in the outbox
+    when `welcome`. Raises TokenError (TokenExpired, LinkUsed, LinkGone)."""
     with db.session(engine) as session:
         subscriber, joined = confirm(session, token, signer=signer, max_age_seconds=max_age_seconds)
         subscriber_id, address = subscriber.id, subscriber.email
-    return Joined(address, links.unsubscribe(subscriber_id, address)) if joined else None
+        if not joined:
+            return None
+        joined_now = Joined(address, links.unsubscribe(subscriber_id, address))
+        if welcome:
+            values = {
+                "archive_url": links.archive(),
+                "unsubscribe_url": joined_now.unsubscribe_url,
+            }
+            outbox.enqueue(session, "welcome", address, subscriber_id, values)
+    return joined_now
 
 
 def unsubscribe_link(engine: Engine, token: str, *, signer: Signer) -> None:

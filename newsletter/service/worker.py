@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.service import bounces, schedule
+from newsletter.service import bounces, outbox, schedule
 
 log = logging.getLogger("newsletter.worker")
 NAP = 0.1  # seconds between looks at the stop flag while idle
@@ -84,8 +84,9 @@ class Stop:
 
 
 def duties(settings: Config, stop: Stop) -> list[Duty]:
-    """The built-in duties (due sends, which listens to the stop flag; the bounce
-    mailbox when one is configured) and the registered ones."""
+    """The built-in duties (due sends, which listens to the stop flag; confirmation and
+    welcome mail waiting in the outbox; the bounce mailbox when one is configured) and
+    the registered ones."""
     sends = Duty(
         "sends",
         lambda s: s.schedule.check_every.total_seconds(),
@@ -97,7 +98,8 @@ def duties(settings: Config, stop: Stop) -> list[Duty]:
         lambda s: list(bounces.fetch(s)),
         enabled=lambda s: bool(s.bounces.maildir or s.bounces.imap_host),
     )
-    return [d for d in (sends, bounce_mail, *_REGISTRY) if d.enabled(settings)]
+    mail = Duty("outbox", lambda s: s.web.outbox_interval, lambda s: outbox.deliver_due(s))
+    return [d for d in (sends, mail, bounce_mail, *_REGISTRY) if d.enabled(settings)]
 
 
 def serve(

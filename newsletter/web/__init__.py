@@ -9,6 +9,7 @@ sees a stack trace; every field is length-bounded and free of control characters
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -24,8 +25,14 @@ from newsletter.web.middleware import LimitBody
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    yield
-    await app.state.web.drain()
+    # Mail enqueued while the server was down or unreachable goes out now; mail still
+    # unsent when it stops stays in the outbox for the next start (or a worker).
+    courier = app.state.web.courier
+    courier.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(courier.stop)
 
 
 def create_app(settings: Config, *, engine: Engine | None = None) -> FastAPI:

@@ -40,18 +40,14 @@ async def confirm(request: Request, ctx: Context, token: str = ""):
         joined = signup.confirm_link(
             ctx.engine, token[:MAX_TOKEN], signer=ctx.signer, links=ctx.links,
             max_age_seconds=ctx.config.web.confirm_days * 86400,
+            welcome=ctx.config.web.welcome_email,
         )  # fmt: skip
     except TokenError as error:
         return _refused(ctx, error)
     if joined is None:
         return _already(ctx)
     if ctx.config.web.welcome_email:
-        ctx.send_later(
-            "welcome",
-            joined.email,
-            archive_url=ctx.links.archive(),
-            unsubscribe_url=joined.unsubscribe_url,
-        )
+        ctx.mail_queued()
     newsletter = ctx.config.newsletter
     return ctx.pages.message(
         200,

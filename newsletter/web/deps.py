@@ -3,7 +3,6 @@ routers ask for it as a FastAPI dependency (`ctx: Context`)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -16,14 +15,9 @@ from sqlalchemy import Engine
 from newsletter.compose import render
 from newsletter.config import Config
 from newsletter.links import Links
-from newsletter.service import notify
+from newsletter.service.outbox import Courier
 from newsletter.tokens import Signer, secret_of
 from newsletter.web.pages import Pages
-
-# How long an email waits after the reply that caused it: its CPU work (building
-# the MIME message) must not lengthen that reply, or the answer's timing would tell
-# a new address (an email goes out) from a subscribed one (none does).
-AFTER_REPLY = 0.05
 
 
 @dataclass(frozen=True)
@@ -41,10 +35,11 @@ class WebContext:
     links: Links
     pages: Pages
     limits: Limits
+    # Delivers the outbox while the app runs (started and stopped by its lifespan).
+    courier: Courier
     limiter: MovingWindowRateLimiter = field(
         default_factory=lambda: MovingWindowRateLimiter(MemoryStorage())
     )
-    outgoing: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
     def build(cls, config: Config, engine: Engine) -> WebContext:
@@ -57,23 +52,14 @@ class WebContext:
             parse(f"{web.confirmations_per_day}/day"),
         )
         pages = Pages(render.environment(config.root), config, links)
-        return cls(config, engine, signer, links, pages, limits)
+        courier = Courier(config, engine, web.outbox_interval)
+        return cls(config, engine, signer, links, pages, limits, courier)
 
-    def send_later(self, kind: str, to: str, **context: str) -> None:
-        """Email after the reply, detached from the request: a reply must take as long,
-        and leave its connection as free, whether or not an email goes out."""
-        task = asyncio.get_running_loop().create_task(self._send(kind, to, context))
-        self.outgoing.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self.outgoing.discard)
-
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Let the emails already promised leave before the server stops."""
-        if self.outgoing:
-            await asyncio.wait(set(self.outgoing), timeout=timeout)
-
-    async def _send(self, kind: str, to: str, context: dict[str, str]) -> None:
-        await asyncio.sleep(AFTER_REPLY)
-        await notify.send_email(self.config, kind, to, **context)
+    def mail_queued(self) -> None:
+        """A request put mail in the outbox: have it delivered soon. The courier waits
+        a moment first, so the reply never waits on building the mail (its timing would
+        tell a new address, which gets a mail, from a subscribed one)."""
+        self.courier.wake()
 
 
 def web_context(request: Request) -> WebContext:

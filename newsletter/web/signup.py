@@ -60,7 +60,7 @@ def _request(ctx: WebContext, address: str, name: str | None, ip: str) -> None:
     )  # fmt: skip
     if confirmation:
         ctx.limiter.hit(ctx.limits.per_day, "confirmation", address)
-        ctx.send_later("confirm", address, confirm_url=confirmation.url)
+        ctx.mail_queued()
 
 
 def _inbox(ctx: WebContext, wants_json: bool):
