@@ -35,6 +35,10 @@ ENV_PREFIX = "NEWSLETTER_"
 SECRETS = {"smtp": {"password"}, "web": {"secret_key"}}
 # NEWSLETTER_* variables that are not config keys.
 OTHER_VARIABLES = {"NEWSLETTER_CONFIG", "NEWSLETTER_CHROMIUM", "NEWSLETTER_REQUIRE_BROWSER"}
+# A host name as EHLO wants it (RFC 5321 4.1.2): letters, digits and inner hyphens,
+# dot-separated; or an address literal such as [192.0.2.1].
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.Iv]+\])$")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -110,6 +114,19 @@ class SmtpSection(_Section):
     retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
     pause_after: int = Field(10, ge=1, description="consecutive connection failures")
     bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
+    helo_name: OneLine | None = Field(
+        None, description="the name this machine gives in EHLO; default: its own host name"
+    )
+
+    @field_validator("helo_name")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not HOSTNAME.match(value)):
+            raise ValueError(
+                f"{value!r} is not a host name; expected this machine's name as the "
+                "internet knows it, e.g. mail.example.com"
+            )
+        return value
 
 
 class DkimSection(_Section):
@@ -161,11 +178,20 @@ class Config(_Section):
     dkim: DkimSection = DkimSection()
 
     _root: Path = PrivateAttr(default=Path("."))
+    # "section.key" → (file or variable, its text) for the values not from newsletter.toml.
+    _sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     @property
     def root(self) -> Path:
         """The newsletter folder: issues/, templates/ and build/ live here."""
         return self._root
+
+    def where(self, section: str, key: str) -> str:
+        """Where a setting is written: 'newsletter.toml:12', or the variable's name."""
+        path, text = self._sources.get(f"{section}.{key}") or self._sources.get(
+            "", (CONFIG_FILE, "")
+        )
+        return f"{path}:{_line_of(text, section, key)}" if text else path
 
 
 def find_config(path: Path | None = None) -> Path:
@@ -215,6 +241,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
     except ValidationError as exc:
         raise _config_error(exc, sources) from None
     config._root = path.parent.resolve()
+    config._sources = sources
     return config
 
 

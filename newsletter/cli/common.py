@@ -86,6 +86,17 @@ def issue_path(arg: Path, settings: Config) -> Path:
     return arg
 
 
+def warned(settings: Config) -> Config:
+    """The settings, after saying what is worth a look in them before a send (the
+    demo's placeholder identity, a base_url on this machine); errors stop the send later."""
+    from newsletter.compose.configcheck import concerns
+
+    for concern in concerns(settings):
+        if concern.level == "warning":
+            typer.echo(f"warning: {concern.where}: {concern.message}", err=True)
+    return settings
+
+
 def load_config(path: Path | None) -> Config:
     """The folder's settings. pydantic loads here, on first use, not at startup."""
     from newsletter.config import load_config as load

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, issue_path, reports_errors
+from newsletter.cli.common import ConfigOption, issue_path, reports_errors, warned
 from newsletter.cli.progress import progress_bar, say_outcome, say_plan
 
 app = typer.Typer()
@@ -35,7 +35,7 @@ def send(
     from newsletter.config import load_config
     from newsletter.service import sending
 
-    settings = load_config(config)
+    settings = warned(load_config(config))
     path = issue_path(issue, settings)
     if test_to and dry_run:
         raise sending.SendRefused(

@@ -8,7 +8,7 @@ import logging
 from newsletter.compose.emails import prepare_email
 from newsletter.config import Config
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.transport import Reply, send_one
+from newsletter.mail.transport import Reply, helo_name, send_one
 from newsletter.tokens import Signer, secret_of
 
 log = logging.getLogger("newsletter.notify")
@@ -23,8 +23,7 @@ def build_email(config: Config, kind: str, to: str, subscriber_id: int = 0, **va
 
 
 async def deliver_email(config: Config, to: str, data: bytes) -> Reply:
-    helo = config.sender.from_address.rsplit("@", 1)[1]
-    return await send_one(config.smtp, helo, config.sender.from_address, to, data)
+    return await send_one(config.smtp, helo_name(config.smtp), config.sender.from_address, to, data)
 
 
 async def send_email(config: Config, kind: str, to: str, **values: str) -> None:
