@@ -62,7 +62,7 @@ def line_of(folder, start: str) -> int:
 )
 def test_a_test_address_may_be_on_a_special_use_domain(address, expected):
     assert normalize_email(address, test_address=True) == expected
-    with pytest.raises(SubscriberError, match="special-use|should have a period"):
+    with pytest.raises(SubscriberError, match=r"special-use|should have a period"):
         normalize_email(address)  # a subscriber's address may not
 
 
