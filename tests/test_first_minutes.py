@@ -147,3 +147,90 @@ def test_check_and_send_warn_while_the_demo_identity_is_in_place(cli, folder):
     assert result.exit_code == 0, result.output
     assert "warning: newsletter.toml:" in result.stderr and "demo's" in result.stderr
     assert result.stdout.startswith("Dry run: built 0 message(s)")
+
+
+# Help and errors
+
+
+def every_command() -> list[list[str]]:
+    """Every command's words, read from the app itself, so a new one is covered too."""
+    import typer
+
+    from newsletter.cli import app
+
+    def walk(command, words):
+        found = [words]
+        for name, sub in getattr(command, "commands", {}).items():
+            found += walk(sub, [*words, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+@pytest.mark.parametrize("words", every_command(), ids=lambda w: " ".join(w) or "newsletter")
+def test_help_has_no_odd_metavars(cli, words):
+    result = cli(*words, "--help")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("Usage: ")
+    for odd in ("{", "}", "[[", "]]", "…", "<str>", "<path>", "list[", "<int"):
+        assert odd not in text, f"{odd!r} in the help of {' '.join(words)}:\n{text}"
+
+
+def test_usage_names_arguments_the_usual_way(cli):
+    def usage(command: str) -> str:
+        return cli(command, "--help").output.splitlines()[0].split(command, 1)[1]
+
+    assert usage("send") == " [OPTIONS] ISSUE"
+    assert usage("status") == " [OPTIONS] [ISSUE]"
+    assert usage("check") == " [OPTIONS] [ISSUE]..."
+    listed = cli("subscribers", "list", "--help").output
+    assert "--status [pending|active|unsubscribed|bounced]" in listed
+    assert "-c, --config PATH " in listed
+    assert "EMAIL  Email address.  [required]" in cli("subscribers", "add", "--help").output
+
+
+@pytest.mark.parametrize(
+    "command, typed",
+    [
+        ("check", "2026-11-24-survival-of-the-fitest-funnel"),
+        ("preview", "survival"),
+        ("send", "issues/2026-11-24-survival-of-the-fittest-funel.md"),
+    ],
+)
+def test_an_unknown_issue_name_suggests_the_closest(cli, command, typed):
+    result = cli(command, typed)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {typed}: no such issue file; did you mean "
+        "2026-11-24-survival-of-the-fittest-funnel?"
+    )
+
+
+def test_an_issue_name_like_none_says_how_to_start_one(cli):
+    result = cli("preview", "quarterly-report")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: quarterly-report: no such issue file; check the path, or run 'newsletter new' "
+        "to start one\n"
+    )
+
+
+def test_the_on_this_date_year_reads_as_a_year(cli, folder):
+    assert cli("new", "--date", "2026-12-01", "--title", "Flip-flop").exit_code == 0
+    path = folder / "issues" / "2026-12-01-flip-flop.md"
+    text = path.read_text()
+    assert '# "On this date in 1839": something that happened on December 1, in any year.' in text
+    assert "  year: TODO the year, like 1839\n" in text
+    assert "  text: TODO what happened on December 1 of that year" in text
+    line = text.splitlines().index("  year: TODO the year, like 1839") + 1
+    result = cli("check", "2026-12-01-flip-flop")
+    assert (
+        f"issues/2026-12-01-flip-flop.md:{line}: error: on_this_date.year: still holds the "
+        "scaffold's TODO placeholder; write the year as a number, like 1839"
+    ) in result.output
+    path.write_text(text.replace("year: TODO the year, like 1839", "year: -5"))
+    assert (
+        "on_this_date.year: -5 is not a year from 1 to 2200; write the year as a number, like 1839"
+        in cli("check", "2026-12-01-flip-flop").output
+    )

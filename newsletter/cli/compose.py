@@ -25,8 +25,7 @@ def _text_option(help_text: str, metavar: str = "TEXT"):
 
 
 @app.command(
-    epilog="Example: newsletter init my-newsletter --name 'The Pipeline Weekly' "
-    "--from-address dana@news.example.com"
+    epilog="Example: newsletter init my-letter --name 'Field Notes' --from-address me@example.org"
 )
 @reports_errors
 def init(
@@ -142,7 +141,9 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example: newsletter preview issues/2026-11-24-….md --screenshots")
+@app.command(
+    epilog="Example: newsletter preview 2026-11-24-survival-of-the-fittest-funnel --screenshots"
+)
 @reports_errors
 def preview(
     issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="Issue file (or slug).")],
