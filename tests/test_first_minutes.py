@@ -220,7 +220,7 @@ def test_the_on_this_date_year_reads_as_a_year(cli, folder):
     assert cli("new", "--date", "2026-12-01", "--title", "Flip-flop").exit_code == 0
     path = folder / "issues" / "2026-12-01-flip-flop.md"
     text = path.read_text()
-    assert '# "On this date in 1839": something that happened on December 1, in any year.' in text
+    assert 'on_this_date:  # "On this date in 1839": what happened on December 1, any year' in text
     assert "  year: TODO the year, like 1839\n" in text
     assert "  text: TODO what happened on December 1 of that year" in text
     line = text.splitlines().index("  year: TODO the year, like 1839") + 1

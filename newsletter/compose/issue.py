@@ -308,7 +308,8 @@ def _schema_error(path: Path, exc: ValidationError, lines: dict[tuple, int]) -> 
         loc = tuple(error["loc"])
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
         what = explain(error, FrontMatter)
-        if loc == ("on_this_date", "year"):
+        todo = str(error.get("input", "")).strip().upper().startswith("TODO")
+        if loc == ("on_this_date", "year") and (todo or error["type"] != "int_parsing"):
             # A year: not "your own text", not "a value greater than or equal to 1".
             head = what.split(";")[0]
             if error["type"].startswith(("greater_than", "less_than")):
