@@ -234,3 +234,24 @@ def test_the_on_this_date_year_reads_as_a_year(cli, folder):
         "on_this_date.year: -5 is not a year from 1 to 2200; write the year as a number, like 1839"
         in cli("check", "2026-12-01-flip-flop").output
     )
+
+
+def test_the_readme_lists_every_command_on_a_line_of_its_own():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `newsletter ")]
+    leaves = [
+        w
+        for w in every_command()
+        if w and not any(o[: len(w)] == w and o != w for o in every_command())
+    ]
+    for words in leaves:
+        command = "newsletter " + " ".join(words)
+        matching = [
+            row
+            for row in rows
+            if row.startswith(f"| `{command}`") or row.startswith(f"| `{command} ")
+        ]
+        assert len(matching) == 1, f"{command}: {len(matching)} row(s) in the README's table"
+    assert len(rows) == len(leaves)
