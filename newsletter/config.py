@@ -129,11 +129,20 @@ class Config(_Section):
     bounces: BouncesSection = BouncesSection()
 
     _root: Path = PrivateAttr(default=Path("."))
+    # "section.key" → (file or variable, its text) for the values not from newsletter.toml.
+    _sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     @property
     def root(self) -> Path:
         """The newsletter folder: issues/, templates/ and build/ live here."""
         return self._root
+
+    def where(self, section: str, key: str) -> str:
+        """Where a setting is written: 'newsletter.toml:12', or the variable's name."""
+        path, text = self._sources.get(f"{section}.{key}") or self._sources.get(
+            "", (CONFIG_FILE, "")
+        )
+        return f"{path}:{_line_of(text, section, key)}" if text else path
 
 
 def find_config(path: Path | None = None) -> Path:
@@ -183,6 +192,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
     except ValidationError as exc:
         raise _config_error(exc, sources) from None
     config._root = path.parent.resolve()
+    config._sources = sources
     return config
 
 

@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_va
 
 from newsletter.fields import OneLine, WebUrl
 
+# A host name as EHLO wants it (RFC 5321 4.1.2): letters, digits and inner hyphens,
+# dot-separated; or an address literal such as [192.0.2.1].
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.Iv]+\])$")
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -31,6 +36,19 @@ class SmtpSection(Section):
     retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
     pause_after: int = Field(10, ge=1, description="consecutive connection failures")
     bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
+    helo_name: OneLine | None = Field(
+        None, description="the name this machine gives in EHLO; default: its own host name"
+    )
+
+    @field_validator("helo_name")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not HOSTNAME.match(value)):
+            raise ValueError(
+                f"{value!r} is not a host name; expected this machine's name as the "
+                "internet knows it, e.g. mail.example.com"
+            )
+        return value
 
 
 class ScheduleSection(Section):

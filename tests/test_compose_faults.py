@@ -144,7 +144,8 @@ def test_bad_file_is_a_one_line_error_from_check_preview_and_send(write_issue, c
 
     sent = cli("send", where, "--dry-run")
     assert sent.exit_code == 1, sent.output
-    assert sent.stderr.startswith(f"error: {where}{expected}")
+    # (after the warnings about the demo identity the test folder still has)
+    assert f"\nerror: {where}{expected}" in "\n" + sent.stderr
 
 
 @pytest.mark.parametrize("character", ["\t", "\r"])

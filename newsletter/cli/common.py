@@ -3,7 +3,9 @@ one-line message with exit code 1 (never a traceback)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -42,14 +44,60 @@ def new_app(help_text: str) -> typer.Typer:
 
 
 class ExampleCommand(TyperCommand):
-    """A command whose epilog (its example) is printed as written: plain help wraps
-    text at hyphens, which would break the example's file name in two."""
+    """A command whose help reads as click's always did: usage as `ISSUE` or `[ISSUE]`
+    (typer writes `{ISSUE}`), and values as `PATH` or `TEXT` (typer writes `<path>`,
+    `<list[Path]>`); and whose epilog (its example) is printed as written: plain help
+    wraps text at hyphens, which would break the example's file name in two."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name.upper()).strip("[]{}")
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if param.param_type_name == "argument":
+                arguments.append((_argument_name(param), text))
+            else:
+                # Typer shows a value's type as <str>; click's metavar reads better.
+                options.append((_TYPE_SHOWN.sub(" " + _option_metavar(param), name), text))
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def format_epilog(self, ctx, formatter) -> None:
         if self.epilog:
             formatter.write_paragraph()
             for line in self.epilog.splitlines():
                 formatter.write(f"{'':>{formatter.current_indent + 2}}{line}\n")
+
+
+_TYPE_SHOWN = re.compile(r" <[^>]*>(?=(\.\.\.)?$)")
+_TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH", bool: "BOOLEAN"}
+
+
+def _argument_name(param) -> str:
+    name = (param.metavar or param.name.upper()).strip("[]{}")
+    return name + ("..." if param.nargs != 1 else "")
+
+
+def _option_metavar(param) -> str:
+    described = getattr(param, "type_descriptor", None)
+    choices = getattr(described, "choices", None)
+    if choices:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
+    annotation = getattr(described, "annotation", None)
+    return _TYPE_NAMES.get(annotation, "PATH" if getattr(described, "is_path", False) else "VALUE")
 
 
 def examples_as_written(*groups: typer.Typer) -> None:
@@ -75,15 +123,44 @@ def reports_errors(command):
     return wrapper
 
 
+class UnknownIssue(NewsletterError):
+    """An issue named on the command line is not in issues/, but one like it is."""
+
+
 def issue_path(arg: Path, settings: Config) -> Path:
-    """A path as given, or a slug or file name inside the folder's issues/."""
+    """A path as given, or a slug or file name inside the folder's issues/. A name
+    that matches nothing but resembles an issue gets a suggestion."""
     if arg.exists():
         return arg
     issues = settings.root / "issues"
     for candidate in (issues / arg.name, issues / f"{arg.name}.md"):
         if candidate.is_file():
             return Path(shown(candidate))
-    return arg
+    close = closest_issue(arg.name.removesuffix(".md"), sorted(issues.glob("*.md")))
+    if close:
+        raise UnknownIssue(f"{arg}: no such issue file; did you mean {close}?")
+    return arg  # loading it says it does not exist
+
+
+def closest_issue(name: str, paths: list[Path]) -> str | None:
+    """The one issue whose name contains `name`, else the most similar, if any is."""
+    slugs = [p.stem for p in paths]
+    containing = [slug for slug in slugs if name.lower() in slug.lower()]
+    if len(containing) == 1 and name:
+        return containing[0]
+    close = difflib.get_close_matches(name, slugs, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def warned(settings: Config) -> Config:
+    """The settings, after saying what is worth a look in them before a send (the
+    demo's placeholder identity, a base_url on this machine); errors stop the send later."""
+    from newsletter.compose.configcheck import concerns
+
+    for concern in concerns(settings):
+        if concern.level == "warning":
+            typer.echo(f"warning: {concern.where}: {concern.message}", err=True)
+    return settings
 
 
 def load_config(path: Path | None) -> Config:

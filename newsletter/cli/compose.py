@@ -7,6 +7,7 @@ Only typer and the standard library load with this module: the compose stage
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import webbrowser
 from pathlib import Path
 from typing import Annotated
@@ -19,21 +20,77 @@ from newsletter.errors import shown
 app = typer.Typer()
 
 
-@app.command(epilog="Example: newsletter init my-newsletter")
+def _text_option(help_text: str, metavar: str = "TEXT"):
+    return typer.Option(metavar=metavar, help=help_text, show_default=False)
+
+
+@app.command(
+    epilog="Example: newsletter init my-letter --name 'Field Notes' --from-address me@example.org"
+)
 @reports_errors
 def init(
     folder: Annotated[
         Path, typer.Argument(metavar="DIR", help="Folder to create (or fill).")
     ] = Path("."),
+    name: Annotated[str | None, _text_option("The newsletter's name.")] = None,
+    from_address: Annotated[
+        str | None, _text_option("The address issues come from.", "ADDRESS")
+    ] = None,
+    from_name: Annotated[str | None, _text_option("The sender's name, e.g. yours.")] = None,
+    postal_address: Annotated[
+        str | None, _text_option("Your postal address (the law wants one in every email).")
+    ] = None,
 ) -> None:
     """Create a newsletter folder: config, secrets, templates and an example issue."""
     from newsletter.compose import scaffold
 
-    created = scaffold.init(folder)
+    identity = scaffold.Identity(name, from_address, from_name, postal_address)
+    if identity.missing and sys.stdin.isatty():
+        identity = _ask(identity)
+    created = scaffold.init(folder, identity)
     typer.echo(f"Created a newsletter in {folder}/:")
     for path in created:
         typer.echo(f"  {shown(path)}")
+    if identity.missing:
+        _say_demo_identity(identity.missing)
     typer.echo(f"Next: edit {shown(folder / 'newsletter.toml')}, then run 'newsletter new'.")
+
+
+PROMPTS = {
+    "name": "Newsletter name",
+    "from_address": "From address (readers see it and reply to it)",
+    "from_name": "From name (the sender readers see)",
+    "postal_address": "Postal address (the law wants one in every email)",
+}
+
+
+def _ask(identity):
+    """Ask in the terminal for what the flags did not give; a bad answer is asked again."""
+    import dataclasses
+
+    from newsletter.compose import scaffold
+
+    values = dataclasses.asdict(identity)
+    for field in identity.missing:
+
+        def check(answer: str, field: str = field) -> str:
+            try:
+                scaffold.config_text(scaffold.Identity(**{field: answer}))
+            except scaffold.ScaffoldError as exc:
+                raise typer.BadParameter(str(exc).split(": ", 1)[1]) from None
+            return answer
+
+        default = values["name"] if field == "from_name" else None
+        values[field] = typer.prompt(PROMPTS[field], default=default, value_proc=check)
+    return scaffold.Identity(**values)
+
+
+def _say_demo_identity(missing: list[str]) -> None:
+    flags = ", ".join("--" + field.replace("_", "-") for field in missing)
+    typer.echo(
+        f"Note: the demo's values stand in for what was not given ({flags}); put yours in "
+        "newsletter.toml before sending to readers ('newsletter check' reminds you)."
+    )
 
 
 @app.command(epilog="Example: newsletter new --title 'B2B Flip-flop'")
@@ -84,7 +141,9 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example: newsletter preview issues/2026-11-24-….md --screenshots")
+@app.command(
+    epilog="Example: newsletter preview 2026-11-24-survival-of-the-fittest-funnel --screenshots"
+)
 @reports_errors
 def preview(
     issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="Issue file (or slug).")],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, issue_path, reports_errors
+from newsletter.cli.common import ConfigOption, issue_path, reports_errors, warned
 from newsletter.cli.progress import progress_bar, say_outcome, say_plan, say_scheduled
 
 app = typer.Typer()
@@ -48,7 +48,7 @@ def send(
     from newsletter.config import load_config
 
     mode = one_mode(dry_run=dry_run, test_to=test_to, at=at, cancel=cancel, retry=retry_failed)
-    settings = load_config(config)
+    settings = warned(load_config(config))
     MODES[mode](settings, issue, issue_path(issue, settings), yes=yes, test_to=test_to, at=at)
 
 

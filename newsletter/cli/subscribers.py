@@ -87,8 +87,9 @@ def import_(
     file: Annotated[
         Path,
         typer.Argument(
-            help="CSV with a header row: email[,name][,status]…, or the subscriber export "
-            "of Mailchimp, Substack, Buttondown, listmonk, Ghost, Kit or Beehiiv."
+            help="CSV with a header row (email, then any of name, status and the rest), "
+            "or the subscriber export of Mailchimp, Substack, Buttondown, listmonk, Ghost, "
+            "Kit or Beehiiv."
         ),
     ],
     config: ConfigOption = None,

@@ -307,5 +307,13 @@ def _schema_error(path: Path, exc: ValidationError, lines: dict[tuple, int]) -> 
     for error in exc.errors():
         loc = tuple(error["loc"])
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-        messages.append(f"{path}:{line}: {dotted(loc)}: {explain(error, FrontMatter)}")
+        what = explain(error, FrontMatter)
+        todo = str(error.get("input", "")).strip().upper().startswith("TODO")
+        if loc == ("on_this_date", "year") and (todo or error["type"] != "int_parsing"):
+            # A year: not "your own text", not "a value greater than or equal to 1".
+            head = what.split(";")[0]
+            if error["type"].startswith(("greater_than", "less_than")):
+                head = f"{error['input']!r} is not a year from 1 to 2200"
+            what = f"{head}; write the year as a number, like 1839"
+        messages.append(f"{path}:{line}: {dotted(loc)}: {what}")
     return IssueError(messages[0], details=messages)

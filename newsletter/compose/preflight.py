@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import lxml.html
 
+from newsletter.compose.configcheck import concerns
 from newsletter.compose.issue import Issue, IssueError, issue_files, load_issue
 from newsletter.compose.render import Filled, PreparedIssue, prepare, public_fill
 from newsletter.config import Config
@@ -46,9 +47,11 @@ class Checked:
     """What `newsletter check` found in each file it was given, in order."""
 
     results: tuple[tuple[Path, tuple[Finding, ...]], ...]
+    settings: tuple[Finding, ...] = ()  # about newsletter.toml itself, reported first
 
     def count(self, level: str) -> int:
-        return sum(f.level == level for _, findings in self.results for f in findings)
+        found = [f for _, findings in self.results for f in findings] + list(self.settings)
+        return sum(f.level == level for f in found)
 
     def failed(self, strict: bool = False) -> bool:
         """Errors block a send; with `strict`, so do warnings."""
@@ -56,7 +59,7 @@ class Checked:
 
     def report(self) -> list[str]:
         """One line per finding (or 'FILE: ok'), then the totals."""
-        lines = []
+        lines = [str(f) for f in self.settings]
         for path, findings in self.results:
             lines += [str(f) for f in findings] or [f"{shown(path)}: ok"]
         errors, warnings = self.count("error"), self.count("warning")
@@ -69,7 +72,13 @@ class Checked:
 def check_files(paths: list[Path] | None, config: Config) -> Checked:
     """Check the given issue files, or with none given, every issue in issues/."""
     paths = paths or issue_files(config.root)
-    return Checked(tuple((path, tuple(check_file(path, config))) for path in paths))
+    results = tuple((path, tuple(check_file(path, config))) for path in paths)
+    return Checked(results, tuple(settings_findings(config)))
+
+
+def settings_findings(config: Config) -> list[Finding]:
+    """The settings' own problems (a login without a password, a base_url without https)."""
+    return [Finding(c.level, c.where, c.message) for c in concerns(config)]
 
 
 def check_file(path, config: Config) -> list[Finding]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import secrets
 import shutil
+import tomllib
 import unicodedata
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import jinja2
@@ -15,6 +18,7 @@ import jinja2
 from newsletter.compose.render import derived_subject
 from newsletter.config import CONFIG_FILE, SECRETS_FILE, WEEKDAYS, Config
 from newsletter.errors import NewsletterError
+from newsletter.fields import explain
 
 DEFAULTS = Path(__file__).parent.parent / "defaults"
 EXAMPLE_ISSUE = DEFAULTS / "issues" / "2026-11-24-survival-of-the-fittest-funnel.md"
@@ -24,15 +28,107 @@ class ScaffoldError(NewsletterError):
     """init or new would overwrite something, or got a bad date or title."""
 
 
-def init(folder: Path) -> list[Path]:
-    """A ready-to-edit newsletter folder; returns what it created."""
+@dataclass(frozen=True)
+class Identity:
+    """Who the newsletter is: what `init` asks for. None keeps the demo's value."""
+
+    name: str | None = None
+    from_address: str | None = None
+    from_name: str | None = None
+    postal_address: str | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is None]
+
+
+# The flag (and the prompt's field) each setting comes from, for messages.
+FLAGS = {
+    ("newsletter", "name"): "--name",
+    ("newsletter", "postal_address"): "--postal-address",
+    ("sender", "from_address"): "--from-address",
+    ("sender", "from_name"): "--from-name",
+    ("signature", "name"): "--from-name",
+    ("signature", "email"): "--from-address",
+}
+
+
+def config_text(identity: Identity) -> str:
+    """The demo's newsletter.toml with the given identity in place of the demo's,
+    validated: a bad value is refused before anything is written."""
+    text = (DEFAULTS / CONFIG_FILE).read_text(encoding="utf-8")
+    changes: dict[tuple[str, str], str | None] = {}
+    if identity.name is not None:
+        changes |= {("newsletter", "name"): identity.name, ("newsletter", "tagline"): ""}
+    if identity.postal_address is not None:
+        changes[("newsletter", "postal_address")] = " ".join(identity.postal_address.split())
+    if identity.from_address is not None:
+        address = identity.from_address.strip()
+        # Replies go to the From address unless the editor sets reply_to.
+        changes |= {("sender", "from_address"): address, ("sender", "reply_to"): None}
+        changes[("signature", "email")] = address
+    if identity.from_name is not None:
+        changes |= {("sender", "from_name"): identity.from_name}
+        changes[("signature", "name")] = identity.from_name
+        # The demo's title and links are the demo person's.
+        changes |= {("signature", "title"): None, ("signature", "links"): None}
+    text = _with_values(text, changes)
+    _validate(text)
+    return text
+
+
+def _with_values(text: str, changes: dict[tuple[str, str], str | None]) -> str:
+    """Set `key = "value"` lines under their [section]; None comments the line out
+    (a multi-line value, such as the links list, becomes empty)."""
+    out: list[str] = []
+    section, skipping = "", False
+    for line in text.splitlines(keepends=True):
+        if skipping:
+            skipping = line.strip() != "]"
+            continue
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            section = stripped.strip("[]").strip()
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped else ""
+        if (section, key) in changes and not stripped.startswith("#"):
+            value = changes[(section, key)]
+            skipping = stripped.endswith("[")
+            if key == "links":
+                line = "links = []\n"
+            elif value is None:
+                line = f"# {stripped}\n"
+            else:
+                # A JSON string is a valid TOML basic string (quotes, backslashes escaped).
+                line = f"{key} = {json.dumps(value, ensure_ascii=False)}\n"
+        out.append(line)
+    return "".join(out)
+
+
+def _validate(text: str) -> None:
+    from pydantic import ValidationError
+
+    try:
+        Config.model_validate(tomllib.loads(text))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = FLAGS.get(tuple(error["loc"][:2]), ".".join(map(str, error["loc"])))
+        what = explain(error, Config)
+        if error["type"] == "string_too_short" and str(error["input"]).strip():
+            what = f"{error['input']!r} is too short; expected a full postal address"
+        raise ScaffoldError(f"{flag}: {what}") from None
+
+
+def init(folder: Path, identity: Identity | None = None) -> list[Path]:
+    """A ready-to-edit newsletter folder; returns what it created. Without an
+    identity, the folder gets the demo's name, From and postal address."""
     if (folder / CONFIG_FILE).exists():
         raise ScaffoldError(
             f"{folder / CONFIG_FILE}: already exists; this folder is a newsletter already "
             "(choose another folder to start a new one)"
         )
+    text = config_text(identity or Identity())
     try:
-        created = _init(folder)
+        created = _init(folder, text)
     except OSError as exc:
         raise ScaffoldError(
             f"{exc.filename or folder}: cannot create it ({exc.strerror}); choose a folder "
@@ -57,10 +153,10 @@ def _create_database(folder: Path) -> list[Path]:
     return [] if existed else [path]
 
 
-def _init(folder: Path) -> list[Path]:
+def _init(folder: Path, config_text: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     created = [folder / CONFIG_FILE]
-    shutil.copyfile(DEFAULTS / CONFIG_FILE, folder / CONFIG_FILE)
+    (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     secret_file = folder / SECRETS_FILE
     if not secret_file.exists():
         # Created 0600 from the start: never readable by others, not even for a moment.

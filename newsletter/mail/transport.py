@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import socket
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from newsletter.config import SmtpSection
+from newsletter.sections import HOSTNAME
 
 FINAL_REPLY_TIMEOUT = 600.0
 
@@ -31,6 +34,20 @@ def wire_format(data: bytes) -> bytes:
         data = data.replace(b"\n.", b"\n..")
         data = b"." + data if data.startswith(b".") else data
     return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def helo_name(settings: SmtpSection) -> str:
+    """The name we give in EHLO: `[smtp] helo_name`, else this machine's name. Never
+    the From domain: a server that checks the name against our address would see a
+    host we are not."""
+    return settings.helo_name or machine_name()
+
+
+@functools.cache  # getfqdn may ask DNS, which can take seconds on a bad resolver
+def machine_name() -> str:
+    """This machine's fully qualified name, or "localhost" when it has none usable."""
+    name = socket.getfqdn()
+    return name if len(name) <= 253 and HOSTNAME.match(name) and "[" not in name else "localhost"
 
 
 class TransportError(Exception):
@@ -60,9 +77,9 @@ class Reply:
 
 
 class Connection:
-    def __init__(self, settings: SmtpSection, helo: str = "localhost") -> None:
+    def __init__(self, settings: SmtpSection, helo: str | None = None) -> None:
         self.settings = settings
-        self.helo = helo
+        self.helo = helo or helo_name(settings)
         self.extensions: set[str] = set()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None

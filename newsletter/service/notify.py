@@ -7,6 +7,7 @@ from __future__ import annotations
 from newsletter.compose.emails import prepare_email
 from newsletter.config import Config
 from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.mail.transport import helo_name
 from newsletter.tokens import Signer, secret_of
 
 
@@ -20,5 +21,4 @@ def build_email(config: Config, kind: str, to: str, subscriber_id: int = 0, **va
 
 def envelope(config: Config) -> tuple[str, str]:
     """The HELO name and the envelope sender (MAIL FROM) of transactional mail."""
-    sender = config.sender.from_address
-    return sender.rsplit("@", 1)[1], sender
+    return helo_name(config.smtp), config.sender.from_address

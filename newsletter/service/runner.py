@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from newsletter.config import SmtpSection
 from newsletter.mail.message import MessageError, MessageFactory, Recipient
-from newsletter.mail.transport import AuthError, Connection, Reply, TransportError
+from newsletter.mail.transport import AuthError, Connection, Reply, TransportError, helo_name
 from newsletter.service.pacing import Backoff, Pacer, RetryQueue
 from newsletter.service.recorder import Recorder, RecordError
 from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Result
@@ -71,7 +71,8 @@ class Runner:
         self.smtp = smtp
         self.worker = worker or worker_id()
         self.on_progress = on_progress or (lambda done: None)
-        self.connect = connect or (lambda: Connection(smtp, helo=factory.domain))
+        helo = helo_name(smtp)
+        self.connect = connect or (lambda: Connection(smtp, helo=helo))
         self.report = Report()
         self.pacer = Pacer(smtp.rate)
         self.backoff = Backoff()

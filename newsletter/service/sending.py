@@ -23,7 +23,7 @@ from newsletter.compose.slots import SlotTemplate, marker, new_prefix
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.transport import Reply, TransportError, send_one
+from newsletter.mail.transport import Reply, TransportError, helo_name, send_one
 from newsletter.service.interrupt import interruptible
 from newsletter.service.runner import Report, Runner
 from newsletter.storage import db, journal
@@ -123,7 +123,8 @@ def checked_issue(settings: Config, path: Path, refused: str = "not sent") -> Ch
     the archive page stops it too, before anything is sent."""
     loaded = load_issue(path)
     prepared = prepare(loaded, settings)
-    errors = [f for f in preflight.inspect(loaded, prepared, settings) if f.level == "error"]
+    found = preflight.settings_findings(settings) + preflight.inspect(loaded, prepared, settings)
+    errors = [f for f in found if f.level == "error"]
     if errors:
         raise IssueError(
             f"{loaded.path}: {refused}, 'newsletter check' finds {len(errors)} error(s); "
@@ -315,11 +316,12 @@ def _recipient(claimed: Claimed) -> Recipient:
 def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
     """One [TEST] copy of the issue to one address; nothing is recorded."""
     prepared = checked_issue(settings, path).prepared
-    to = normalize_email(address)
+    to = normalize_email(address, test_address=True)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)), test=True)
     data = factory.build(Recipient(0, to, ""))
     try:
-        reply = asyncio.run(send_one(settings.smtp, factory.domain, factory.sender, to, data))
+        helo = helo_name(settings.smtp)
+        reply = asyncio.run(send_one(settings.smtp, helo, factory.sender, to, data))
     except TransportError as exc:
         raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
     return to, reply
