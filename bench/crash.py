@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from send import free_port, seed
+from send import prepare_folder
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 
@@ -60,36 +60,14 @@ def newsletter(folder: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def folder_for(tmp: Path, port: int, connections: int, recipients: int) -> Path:
-    folder = tmp / "letter"
-    subprocess.run(
-        [sys.executable, "-m", "newsletter", "init", str(folder)], check=True, capture_output=True
-    )
-    toml = folder / "newsletter.toml"
-    toml.write_text(
-        toml.read_text()
-        .replace("port = 2525", f"port = {port}")
-        .replace('host = "localhost"', 'host = "127.0.0.1"')
-        .replace("connections = 4", f"connections = {connections}")
-        .replace("rate = 20 ", "rate = 0 ")
-    )
-    subprocess.run(
-        [sys.executable, "-m", "newsletter", "db", "upgrade"], cwd=folder, check=True,
-        capture_output=True,
-    )  # fmt: skip
-    seed(folder / "subscribers.db", recipients)
-    return folder
-
-
 def one_kill(recipients: int, connections: int, rng: random.Random) -> tuple[int, int]:
     """(received when killed, readers who got two copies after the resume)."""
     counting = Counting()
-    port = free_port()
-    controller = Controller(counting, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="newsletter-crash-") as tmp:
-            folder = folder_for(Path(tmp), port, connections, recipients)
+    with tempfile.TemporaryDirectory(prefix="newsletter-crash-") as tmp:
+        folder, port, _ = prepare_folder(tmp, connections, recipients)
+        controller = Controller(counting, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
             point = rng.randint(recipients // 10, recipients * 9 // 10)
             process = newsletter(folder, "send", ISSUE, "--yes")
             deadline = time.monotonic() + 120
@@ -104,8 +82,8 @@ def one_kill(recipients: int, connections: int, rng: random.Random) -> tuple[int
             _, err = resumed.communicate(timeout=300)
             if resumed.returncode != 0:
                 raise SystemExit(f"the resume failed: {err.decode()}")
-    finally:
-        controller.stop()
+        finally:
+            controller.stop()
     if len(counting.copies) != recipients:
         raise SystemExit(f"{recipients - len(counting.copies)} reader(s) were skipped")
     return at_kill, sum(1 for n in counting.copies.values() if n > 1)
