@@ -148,7 +148,7 @@ def test_consent_and_leaving_dates_come_from_the_export(cli, folder):
     assert bare(zoe["confirmed_at"]) == bare(zoe["consent_at"]) == "2021-03-04T10:15:40"
     left = show(cli, "left.early@example.com")
     assert bare(left["unsubscribed_at"]) == "2023-11-12T13:14:15"
-    assert left["confirmed_at"] == "2020-05-06T07:10:00"  # they had opted in, then left
+    assert left["confirmed_at"] == "2020-05-06T07:10:00+00:00"  # had opted in, then left
 
 
 def test_people_who_left_or_bounced_elsewhere_are_never_made_active(cli, folder):

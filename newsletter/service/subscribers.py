@@ -17,6 +17,7 @@ from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
 from newsletter.service import csvfiles
 from newsletter.storage import bounces, db, subscribers
+from newsletter.storage.records import utc
 from newsletter.storage.subscribers import ImportReport, SubscriberError
 
 IMPORT_CHUNK = 500  # rows per transaction during an import
@@ -112,7 +113,7 @@ def export_csv(config: Config, path: Path, status: str | None = None) -> int:
 
 def _exported(s) -> list[str]:
     def when(value) -> str:
-        return value.isoformat() if value else ""
+        return utc(value).isoformat() if value else ""  # alike from SQLite and PostgreSQL
 
     return [
         s.email, s.name, s.first_name or "", s.last_name or "", s.status.value,

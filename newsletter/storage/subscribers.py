@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from newsletter.errors import NewsletterError
 from newsletter.fields import CONTROL, split_name
 from newsletter.storage.models import Delivery, Erased, Status, Subscriber, utcnow
+from newsletter.storage.records import utc
 
 MAX_NAME = 200
 MAX_PART = 100  # a first or last name
@@ -371,7 +372,7 @@ def _plain(value):
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dt.datetime):
-        return value.isoformat()
+        return utc(value).isoformat()  # the same text from SQLite and PostgreSQL
     return value
 
 
