@@ -375,3 +375,17 @@ def test_the_worker_reads_the_bounce_mailbox(cli, folder, sent, tmp_path):
     assert result.exit_code == 0, result.output
     assert "hard bounce (5.1.1) for r1@example.com: bounced" in result.output
     assert state(folder)["r1@example.com"][0] == "bounced"
+
+
+def test_test_copies_and_transactional_mail_bounce_to_the_bounce_mailbox(cli, folder, smtp):
+    from newsletter.service.outbox import deliver_due
+    from newsletter.storage.outbox import enqueue
+
+    use_smtp(folder, smtp.port)
+    set_bounces(folder)
+    assert cli("send", ISSUE, "--test-to", "me@example.test").exit_code == 0
+    config = load_config(folder / "newsletter.toml", environ={})
+    engine = db.connect(config)
+    enqueue(engine, "confirm", "new@example.com", None, {"confirm_url": "https://x.example/c"})
+    assert deliver_due(config, engine) == ["confirm mail to new@example.com: sent"]
+    assert [r.mail_from for r in smtp.handler.received] == [BOUNCES, BOUNCES]

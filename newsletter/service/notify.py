@@ -20,5 +20,6 @@ def build_email(config: Config, kind: str, to: str, subscriber_id: int = 0, **va
 
 
 def envelope(config: Config) -> tuple[str, str]:
-    """The HELO name and the envelope sender (MAIL FROM) of transactional mail."""
-    return helo_name(config.smtp), config.sender.from_address
+    """The HELO name and the envelope sender (MAIL FROM) of transactional mail: the
+    bounce mailbox when there is one, so that its bounces are read too."""
+    return helo_name(config.smtp), config.bounces.address or config.sender.from_address

@@ -318,10 +318,11 @@ def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
     prepared = checked_issue(settings, path).prepared
     to = normalize_email(address, test_address=True)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)), test=True)
-    data = factory.build(Recipient(0, to, ""))
+    recipient = Recipient(0, to, "")
+    data, sender = factory.build(recipient), factory.envelope_sender(recipient)
     try:
         helo = helo_name(settings.smtp)
-        reply = asyncio.run(send_one(settings.smtp, helo, factory.sender, to, data))
+        reply = asyncio.run(send_one(settings.smtp, helo, sender, to, data))
     except TransportError as exc:
         raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
     return to, reply
