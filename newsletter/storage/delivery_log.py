@@ -185,12 +185,16 @@ class DeliveryLog:
             .where(Subscriber.status == Status.active, free)
             .order_by(Delivery.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+            # PostgreSQL; SQLite has one writer anyway.
+            .with_for_update(skip_locked=True, of=Delivery)
+            # A CTE runs once. As a subquery PostgreSQL may rescan it for each row the
+            # update changes, finding `limit` new rows each time: claiming them all.
+            .cte("chosen")
         )
         with db.session(self.engine) as s:
             rows = s.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(chosen.scalar_subquery()))
+                .where(Delivery.id.in_(select(chosen.c.id)))
                 .values(claimed_by=worker, lease_until=lease_until)
                 .returning(*_CLAIMED_COLUMNS)
                 .execution_options(synchronize_session=False)
