@@ -38,4 +38,5 @@ wait "$sink" || true
 trap - EXIT
 echo
 echo "Delivered through real SMTP: $(ls outbox/*.eml | wc -l) message(s) in outbox/ (open any .eml in a mail client)."
-echo "Next: .venv/bin/newsletter serve   # the signup form and the archive on http://127.0.0.1:8000/"
+echo "Next: NEWSLETTER_NEWSLETTER_BASE_URL=http://127.0.0.1:8000 .venv/bin/newsletter serve"
+echo "      # the signup form and the archive on http://127.0.0.1:8000/ (links point there too)"

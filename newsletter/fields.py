@@ -139,7 +139,8 @@ def explain(error: dict[str, Any], model: type[BaseModel], secret: bool = False)
     if kind.startswith("date"):
         return f"{shown} is not a date; expected a date like 2026-11-30"
     if kind.startswith("int") or kind.startswith("float"):
-        return f"{shown} is not a number; expected a number like 1839"
+        like = "1839" if error["loc"] and error["loc"][-1] == "year" else "25"
+        return f"{shown} is not a number; expected a number like {like}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return "is not a group of fields; expected 'key: value' lines indented under it"
     if kind == "list_type":

@@ -47,7 +47,7 @@ def test_password_comes_from_the_environment(folder):
 def test_bad_environment_value_names_the_variable(folder):
     message = error(folder, {"NEWSLETTER_SMTP_PORT": "lots"})
     assert message == (
-        "NEWSLETTER_SMTP_PORT: smtp.port: 'lots' is not a number; expected a number like 1839"
+        "NEWSLETTER_SMTP_PORT: smtp.port: 'lots' is not a number; expected a number like 25"
     )
 
 

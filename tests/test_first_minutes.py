@@ -22,6 +22,7 @@ OWN = [
     "--from-address", "zoe@notes.example.org",
     "--from-name", "Zoë Adams",
     "--postal-address", "Zoë Adams, 1 Main Street, Springfield, OR 97477, USA",
+    "--base-url", "https://notes.example.org",
 ]  # fmt: skip
 
 
@@ -51,7 +52,7 @@ def test_init_without_a_terminal_or_flags_keeps_the_demo_identity_and_says_so(cl
     assert result.exit_code == 0, result.output
     assert (
         "Note: the demo's values stand in for what was not given (--name, --from-address, "
-        "--from-name, --postal-address)" in " ".join(result.output.split())
+        "--from-name, --postal-address, --base-url)" in " ".join(result.output.split())
     )
     demo = tomllib.loads((tmp_path / "demo" / "newsletter.toml").read_text())
     assert demo["sender"]["from_address"] == "dana@news.example.com"
@@ -60,10 +61,24 @@ def test_init_without_a_terminal_or_flags_keeps_the_demo_identity_and_says_so(cl
 def test_init_with_some_flags_names_the_rest(cli, tmp_path):
     result = cli("init", str(tmp_path / "half"), "--from-address", "me@mine.example.org")
     assert result.exit_code == 0, result.output
-    assert "(--name, --from-name, --postal-address)" in result.output
+    assert "(--name, --postal-address, --base-url)" in " ".join(result.output.split())
+    config = load_config(tmp_path / "half" / "newsletter.toml", environ={})
+    assert config.sender.from_name == config.newsletter.name  # never the demo person's
+    assert config.signature.name == config.newsletter.name
     result = cli("check", "--config", str(tmp_path / "half"))
     assert "from_address" not in result.output  # given, so no longer the demo's
     assert "postal_address is still the demo's placeholder" in result.output
+
+
+def test_the_demo_site_left_behind_an_own_identity_is_a_warning(cli, tmp_path):
+    own = [a for a in OWN if a not in ("--base-url", "https://notes.example.org")]
+    assert cli("init", str(tmp_path / "site"), *own).exit_code == 0
+    result = cli("check", "--config", str(tmp_path / "site"))
+    assert result.exit_code == 0
+    assert (
+        "warning: newsletter.base_url is still the demo's https://news.example.com; every "
+        "unsubscribe and web link would point at the demo's site" in result.output
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,6 +124,7 @@ def test_init_in_a_terminal_asks_and_asks_again_after_a_bad_answer(tmp_path):
             ("From address (readers see it and reply to it): ", "not-an-address"),
             ("not a valid email address", "zoe@notes.example.org"),
             ("Postal address (the law wants one in every email): ", "1 Main St, Springfield"),
+            ("archive links start with it): ", "https://notes.example.org"),
         ]:
             _read_until(main, prompt, seen)
             os.write(main, answer.encode() + b"\r")
@@ -125,6 +141,7 @@ def test_init_in_a_terminal_asks_and_asks_again_after_a_bad_answer(tmp_path):
     assert config.sender.from_address == "zoe@notes.example.org"
     assert config.sender.from_name == "Zoë Adams"
     assert config.newsletter.postal_address == "1 Main St, Springfield"
+    assert config.newsletter.base_url == "https://notes.example.org"
 
 
 # The demo's placeholder identity: a warning in check and send, never an error

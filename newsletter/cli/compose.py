@@ -40,13 +40,17 @@ def init(
     postal_address: Annotated[
         str | None, _text_option("Your postal address (the law wants one in every email).")
     ] = None,
+    base_url: Annotated[
+        str | None, _text_option("Your site's https:// address (links start with it).", "URL")
+    ] = None,
 ) -> None:
     """Create a newsletter folder: config, secrets, templates and an example issue."""
     from newsletter.compose import scaffold
 
-    identity = scaffold.Identity(name, from_address, from_name, postal_address)
+    identity = scaffold.Identity(name, from_address, from_name, postal_address, base_url)
     if identity.missing and sys.stdin.isatty():
         identity = _ask(identity)
+    identity = identity.completed()
     created = scaffold.init(folder, identity)
     typer.echo(f"Created a newsletter in {folder}/:")
     for path in created:
@@ -61,6 +65,7 @@ PROMPTS = {
     "from_address": "From address (readers see it and reply to it)",
     "from_name": "From name (the sender readers see)",
     "postal_address": "Postal address (the law wants one in every email)",
+    "base_url": "Your site's https:// address (unsubscribe and archive links start with it)",
 }
 
 

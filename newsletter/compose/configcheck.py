@@ -45,6 +45,30 @@ def concerns(config: Config) -> list[Concern]:
     return found
 
 
+# What else of the demo's would go out in every email once the editor has put in
+# their own From and postal address.
+LEFTOVERS = (
+    ("newsletter", "base_url", "every unsubscribe and web link would point at the demo's site"),
+    ("sender", "from_name", "readers would see the demo person's name"),
+    ("signature", "name", "the issue would be signed with the demo person's name"),
+)
+
+
+def _demo_leftovers(config: Config, demo: dict) -> list[Concern]:
+    found = []
+    for section, key, why in LEFTOVERS:
+        value = getattr(getattr(config, section), key)
+        if str(value).rstrip("/") == str(demo[section][key]).rstrip("/"):
+            found.append(
+                Concern(
+                    "warning",
+                    config.where(section, key),
+                    f"{section}.{key} is still the demo's {value}; {why}, so put your own here",
+                )
+            )
+    return found
+
+
 def _base_url_concerns(config: Config) -> list[Concern]:
     url = config.newsletter.base_url
     parts = urlsplit(url)
@@ -105,4 +129,6 @@ def _demo_identity(config: Config) -> list[Concern]:
                 "postal address here (the law requires a real one in every email)",
             )
         )
+    if not found:  # the identity is the editor's: the rest of the demo's must not linger
+        found += _demo_leftovers(config, demo)
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -36,10 +37,21 @@ class Identity:
     from_address: str | None = None
     from_name: str | None = None
     postal_address: str | None = None
+    base_url: str | None = None
 
     @property
     def missing(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is None]
+
+    def completed(self) -> Identity:
+        """A new sender without a name of their own signs with the newsletter's name
+        (as the prompt suggests), never with the demo person's."""
+        if self.from_name is not None or self.from_address is None:
+            return self
+        if self.name is not None:
+            return dataclasses.replace(self, from_name=self.name)
+        demo = tomllib.loads((DEFAULTS / CONFIG_FILE).read_text(encoding="utf-8"))
+        return dataclasses.replace(self, from_name=demo["newsletter"]["name"])
 
 
 # The flag (and the prompt's field) each setting comes from, for messages.
@@ -50,6 +62,7 @@ FLAGS = {
     ("sender", "from_name"): "--from-name",
     ("signature", "name"): "--from-name",
     ("signature", "email"): "--from-address",
+    ("newsletter", "base_url"): "--base-url",
 }
 
 
@@ -67,6 +80,9 @@ def config_text(identity: Identity) -> str:
         # Replies go to the From address unless the editor sets reply_to.
         changes |= {("sender", "from_address"): address, ("sender", "reply_to"): None}
         changes[("signature", "email")] = address
+    identity = identity.completed()
+    if identity.base_url is not None:
+        changes[("newsletter", "base_url")] = identity.base_url.strip().rstrip("/")
     if identity.from_name is not None:
         changes |= {("sender", "from_name"): identity.from_name}
         changes[("signature", "name")] = identity.from_name
