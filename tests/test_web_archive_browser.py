@@ -4,19 +4,16 @@ and a reader can walk from one issue to the next."""
 
 from __future__ import annotations
 
-import threading
-import time
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 from axe import violations
 from conftest import MINIMAL_ISSUE, require_browser, use_smtp
 from smtp_server import free_port
+from web_server import serving
 
 from newsletter.config import load_config
 from newsletter.devtools import screenshots
-from newsletter.web import create_app
 
 pytestmark = pytest.mark.browser
 SAMPLE = "2026-11-24-survival-of-the-fittest-funnel"
@@ -37,18 +34,8 @@ def live_archive(folder, smtp, cli, write_issue):
     for slug in (SAMPLE, SHORT):
         assert cli("send", f"issues/{slug}.md", "--yes").exit_code == 0
     config = load_config(toml, environ={})
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(config, port) as url:
+        yield url
 
 
 @contextmanager

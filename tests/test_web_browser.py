@@ -7,22 +7,20 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from html import unescape
 
 import pytest
-import uvicorn
 from axe import violations
 from conftest import require_browser, use_smtp
 from smtp_server import free_port
 from sqlalchemy import select
+from web_server import serving
 
 from newsletter.config import load_config
 from newsletter.devtools import screenshots
 from newsletter.storage import db
 from newsletter.storage.models import Status, Subscriber
-from newsletter.web import create_app
 
 pytestmark = pytest.mark.browser
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -38,18 +36,8 @@ def live_site(folder, smtp):
     )
     use_smtp(folder, smtp.port)
     config = load_config(toml, environ={})
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", config
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(config, port) as url:
+        yield url, config
 
 
 def wait_for_mail(smtp, count: int):
