@@ -19,6 +19,7 @@ from newsletter.config import SmtpSection
 from newsletter.sections import HOSTNAME
 
 FINAL_REPLY_TIMEOUT = 600.0
+MAX_REPLY = 65536  # bytes of a reply still without its last line: not a sane server
 
 
 def _why(exc: BaseException) -> str:
@@ -83,6 +84,7 @@ class Connection:
         self.extensions: set[str] = set()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._buffer = bytearray()  # read from the server, not yet taken as replies
 
     @property
     def pipelining(self) -> bool:
@@ -108,6 +110,7 @@ class Connection:
                     if "STARTTLS" not in self.extensions:
                         raise AuthError(f"{s.host}:{s.port} does not offer STARTTLS")
                     self._expect(await self._command("STARTTLS"), 220)
+                    self._buffer.clear()  # nothing sent before the handshake may be trusted
                     await self._writer.start_tls(context, server_hostname=s.host)
                     await self._ehlo()
                 if s.username:
@@ -191,6 +194,7 @@ class Connection:
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        self._buffer.clear()
         if writer is None:
             return
         try:
@@ -224,25 +228,27 @@ class Connection:
         self._writer.write(data)
 
     async def _reply(self, multiline: bool = False) -> Reply:
+        """The next reply, whole (all its lines). The socket is read in chunks, not
+        line by line: pipelined replies arrive together and are parsed without
+        waiting on the network again."""
         if self._reader is None:
             raise TransportError("not connected")
-        lines = []
-        while True:
-            try:
-                raw = await self._reader.readline()
-            except ValueError:  # a line past the reader's 64 KiB limit: not a sane server
-                raise TransportError("the server sent a reply line over 64 KB") from None
-            if not raw:
+        while (end := reply_end(self._buffer)) is None:
+            if len(self._buffer) > MAX_REPLY:
+                raise TransportError("the server sent a reply line over 64 KB")
+            chunk = await self._reader.read(65536)
+            if not chunk:
                 raise TransportError("connection closed by the server")
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            lines.append(line[4:])
-            if len(line) < 4 or line[3] != "-":
-                break
+            self._buffer += chunk
+        raw = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        lines = raw.decode("utf-8", "replace").split("\r\n" if b"\r\n" in raw else "\n")
+        lines = [line.rstrip("\r\n") for line in lines if line]
         try:
-            code = int(line[:3])
+            code = int(lines[-1][:3])
         except ValueError:
-            raise TransportError(f"not an SMTP reply: {line[:100]!r}") from None
-        return Reply(code, "\n".join(lines))
+            raise TransportError(f"not an SMTP reply: {lines[-1][:100]!r}") from None
+        return Reply(code, "\n".join(line[4:] for line in lines))
 
     @staticmethod
     def _expect(reply: Reply, code: int) -> None:
@@ -260,3 +266,14 @@ async def send_one(settings: SmtpSection, helo: str, sender: str, to: str, data:
         return reply
     finally:
         await connection.close()
+
+
+def reply_end(buffer: bytearray) -> int | None:
+    """Where the first whole reply in `buffer` ends: after its last line, the one
+    whose fourth character is not "-" (RFC 5321 4.2.1); None when it is incomplete."""
+    start = 0
+    while (newline := buffer.find(b"\n", start)) != -1:
+        if newline - start < 4 or buffer[start + 3] != 0x2D:  # "-"
+            return newline + 1
+        start = newline + 1
+    return None
