@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.mail.transport import _reply_end as reply_end
+from newsletter.mail.transport import reply_end
 
 
 @pytest.mark.parametrize(
