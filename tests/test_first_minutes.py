@@ -272,3 +272,11 @@ def test_the_readme_lists_every_command_on_a_line_of_its_own():
         ]
         assert len(matching) == 1, f"{command}: {len(matching)} row(s) in the README's table"
     assert len(rows) == len(leaves)
+
+
+def test_status_of_a_near_miss_suggests_the_issue(cli):
+    result = cli("status", "survival-of-the-fitest-funnel")
+    assert result.exit_code == 1
+    assert "did you mean 2026-11-24-survival-of-the-fittest-funnel?" in result.stderr
+    unknown = cli("status", "nothing-like-it")
+    assert "nothing-like-it: has not been sent" in unknown.stderr

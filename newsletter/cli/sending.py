@@ -156,7 +156,12 @@ def status(
     settings = load_config(config)
     if issue is None:
         return say_statuses(service.all_sends(settings))
-    say_status(service.one_send(settings, Path(issue).stem, issue))
+    try:
+        found = service.one_send(settings, Path(issue).stem, issue)
+    except service.NotSent:
+        issue_path(Path(issue), settings)  # a near miss of an issue's name: "did you mean"
+        raise
+    say_status(found)
 
 
 @app.command("sink", epilog="Example: newsletter sink --port 2525 --out outbox")

@@ -16,6 +16,10 @@ from newsletter.storage.models import DeliveryState, SendState
 PROBLEMS_SHOWN = 50
 
 
+class NotSent(IssueError):
+    """`status` of an issue that has no send."""
+
+
 @dataclass(frozen=True)
 class SendStatus:
     record: SendRecord
@@ -55,5 +59,5 @@ def one_send(settings: Config, slug: str, as_typed: str) -> SendStatus:
     log = DeliveryLog(db.connect(settings))
     record = log.find(slug)
     if record is None:
-        raise IssueError(f"{slug}: has not been sent; send it with 'newsletter send {as_typed}'")
+        raise NotSent(f"{slug}: has not been sent; send it with 'newsletter send {as_typed}'")
     return _status(settings, log, record, PROBLEMS_SHOWN)
