@@ -22,6 +22,8 @@ from newsletter.config import Config
 from newsletter.errors import shown
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# The key a front-matter line sets ("  title: …", "- text: …"), to name it in a finding.
+_KEY = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w-]*):")
 _TODO = re.compile(r"\bTODO\b")
 # Markdown shows these links as their raw text rather than link to them, so they never
 # reach the page: found in the source. `![…](…)` is an image, `[…](…)` and `<…>` links.
@@ -122,17 +124,24 @@ def inspect(issue: Issue, prepared: PreparedIssue, config: Config) -> list[Findi
 def todo_findings(source: str, text: str) -> list[Finding]:
     findings = []
     fences = 0
+    top = ""  # the front-matter key that indented lines belong to
     for number, line in enumerate(text.splitlines(), 1):
         fences += line.rstrip() == "---" and fences < 2
         in_front_matter = fences == 1
         if in_front_matter and line.lstrip().startswith("#"):
             continue  # a YAML comment: guidance, not content
+        key = _KEY.match(line) if in_front_matter else None
+        if key and not line[:1].isspace():
+            top = key.group(1)
         if _TODO.search(line):
+            name = key.group(1) if key else ""
+            name = f"{top}.{name}" if name and line[:1].isspace() and top else name
+            field = f"{name}: " if name else ""
             findings.append(
                 Finding(
                     "error",
                     f"{source}:{number}",
-                    "still has a TODO placeholder; replace it with your text, or delete it",
+                    f"{field}still has a TODO placeholder; replace it with your text, or delete it",
                 )
             )
     return findings
