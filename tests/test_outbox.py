@@ -286,3 +286,13 @@ def test_the_worker_delivers_the_outbox(cli, folder, smtp):
     assert "confirm mail to ana@example.com: sent" in result.output
     assert sorted(smtp.handler.by_rcpt()) == ["ana@example.com", "bo@example.com"]
     assert {r.state for r in rows(config)} == {OutboxState.sent}
+
+
+def test_erasing_someone_deletes_their_mail_waiting_in_the_outbox(cli, folder):
+    config = settings(folder, free_port())  # nothing listens: the mail waits
+    client = TestClient(create_app(config))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    queue(config, "bo@example.com")
+    assert [r.email for r in rows(config)] == ["ana@example.com", "bo@example.com"]
+    assert cli("subscribers", "erase", "ana@example.com", "--yes").exit_code == 0
+    assert [r.email for r in rows(config)] == ["bo@example.com"]

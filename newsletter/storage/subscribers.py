@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
 from newsletter.fields import CONTROL, split_name
-from newsletter.storage.models import Delivery, Erased, Status, Subscriber, utcnow
+from newsletter.storage.models import Delivery, Erased, Outbox, Status, Subscriber, utcnow
 from newsletter.storage.records import utc
 
 MAX_NAME = 200
@@ -107,6 +107,7 @@ def erase(session: Session, email: str) -> str:
     if subscriber is not None:
         session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
         session.delete(subscriber)
+    session.execute(delete(Outbox).where(Outbox.email == address))  # mail not yet sent too
     if not is_erased(session, address):
         session.add(Erased(email_hash=email_hash(address)))
     return address
