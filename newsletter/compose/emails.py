@@ -37,10 +37,4 @@ def _prepared(root: Path, newsletter: NewsletterSection, kind: str, days: int) -
     page = env.get_template(f"emails/{kind}.mjml.j2").render(**html_values)
     html = render.inline_css(render.compile_mjml(page))
     text = env.get_template(f"emails/{kind}.txt.j2").render(**values, **markers)
-    return PreparedIssue(
-        slug=kind,
-        subject=subject,
-        html=slots.SlotTemplate.parse(html.rstrip("\n") + "\n", prefix),
-        text=slots.SlotTemplate.parse(text.strip() + "\n", prefix),
-        fallback_name=newsletter.greeting_fallback,
-    )
+    return render.cut(kind, subject, html, text, prefix, newsletter)

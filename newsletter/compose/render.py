@@ -114,12 +114,17 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
     )
     text = render_template(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
     page = inline_css(compile_mjml(mjml_source))
+    return cut(issue.slug, view["subject"], page, text, prefix, config.newsletter)
+
+
+def cut(slug: str, subject: str, html: str, text: str, prefix: str, newsletter) -> PreparedIssue:
+    """Rendered bodies, cut at their slot markers: what every kind of message keeps."""
     return PreparedIssue(
-        slug=issue.slug,
-        subject=view["subject"],
-        html=slots.SlotTemplate.parse(page.rstrip("\n") + "\n", prefix),
+        slug=slug,
+        subject=subject,
+        html=slots.SlotTemplate.parse(html.rstrip("\n") + "\n", prefix),
         text=slots.SlotTemplate.parse(text.strip() + "\n", prefix),
-        fallback_name=config.newsletter.greeting_fallback,
+        fallback_name=newsletter.greeting_fallback,
     )
 
 

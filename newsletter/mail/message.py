@@ -105,6 +105,7 @@ class MessageFactory:
         self._issue_tag = signer.issue_tag(prepared.slug)
         self.links = Links(config.newsletter.base_url, signer)
         self.web_url = self.links.web(prepared.slug)
+        self._archive_url = self.links.archive()
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
         self._dkim = load_key(config)
         self._build_skeleton()
@@ -135,7 +136,7 @@ class MessageFactory:
             "full_name": r.name or self.prepared.fallback_name,
             "unsubscribe_url": unsubscribe,
             "web_url": self.web_url,
-            "archive_url": self.links.archive(),
+            "archive_url": self._archive_url,
             **r.values,
         }
 
@@ -174,8 +175,7 @@ class MessageFactory:
             **self._constants,
         }
         slots = self.slot_values(r, unsubscribe)
-        for key in self._slot_keys:
-            part, slot = key.split(":", 1)
+        for key, part, slot in self._slot_keys:
             value = slots[slot]
             values[key] = mime.qp_value(html.escape(value) if part == "html" else value)
         message = b"".join(
@@ -264,4 +264,5 @@ class MessageFactory:
             "text:web_url": mime.qp_value(self.web_url),
         }
         keys = {key for key, _ in self._tail if ":" in key}
-        self._slot_keys = tuple(sorted(keys - set(self._constants)))
+        # (key, part, slot name) of the slots filled per recipient, split once here.
+        self._slot_keys = tuple((k, *k.split(":", 1)) for k in sorted(keys - set(self._constants)))

@@ -120,10 +120,6 @@ def status_word(raw: str, tool: str) -> Status | None:
     return TOOL_STATUS_WORDS.get(tool, {}).get(word) or STATUS_WORDS.get(word)
 
 
-def known_status_words() -> str:
-    return ", ".join(sorted(STATUS_WORDS))
-
-
 def flag(raw: str) -> bool | None:
     """A yes/no cell: True, False, or None when it is neither (or empty)."""
     word = raw.strip().lower()

@@ -71,11 +71,7 @@ def schedule(settings: Config, path: Path, at: str, *, now: dt.datetime | None =
     checked = sending.checked_issue(settings, path, "not scheduled")
     prepared = checked.prepared
     log = sending.delivery_log(settings)
-    if log.active_count() == 0:
-        raise ScheduleRefused(
-            "not scheduled: there are no active subscribers; add some with 'newsletter "
-            "subscribers add' or 'import' (or check [database] url)"
-        )
+    sending.audience(log, "not scheduled")
     plan = sending.Plan(settings, prepared, checked.source_hash, None, 0, checked.page)
     with exclusive(log.engine, prepared.slug):
         before = log.find(prepared.slug)

@@ -9,7 +9,6 @@ when it started, even if the file was edited since (the plan says so).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable
@@ -142,7 +141,7 @@ def plan(settings: Config, path: Path) -> Plan:
     existing = log.find(checked.prepared.slug)
     if existing and not existing.started:  # scheduled: the editor starts it now
         return Plan(
-            settings, checked.prepared, checked.source_hash, None, _audience(log),
+            settings, checked.prepared, checked.source_hash, None, audience(log),
             checked.page, scheduled=existing,
         )  # fmt: skip
     if existing and existing.state != SendState.done:
@@ -151,16 +150,16 @@ def plan(settings: Config, path: Path) -> Plan:
     elif existing:
         to_send = 0
     else:
-        to_send = _audience(log)
+        to_send = audience(log)
     return Plan(settings, checked.prepared, checked.source_hash, existing, to_send, checked.page)
 
 
-def _audience(log: DeliveryLog) -> int:
+def audience(log: DeliveryLog, refused: str = "not sent") -> int:
     """The active subscribers a new send would go to; refused when there are none."""
     count = log.active_count()
     if count == 0:
         raise SendRefused(
-            "not sent: there are no active subscribers; add some with 'newsletter "
+            f"{refused}: there are no active subscribers; add some with 'newsletter "
             "subscribers add' or 'import' (or check [database] url)"
         )
     return count
@@ -326,8 +325,3 @@ def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
     except TransportError as exc:
         raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
     return to, reply
-
-
-def started_at(record: SendRecord) -> str:
-    moment = record.started_at
-    return f"{moment:%Y-%m-%d %H:%M}" if isinstance(moment, dt.datetime) else str(moment)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
@@ -375,19 +375,3 @@ def _plain(value):
     if isinstance(value, dt.datetime):
         return utc(value).isoformat()  # the same text from SQLite and PostgreSQL
     return value
-
-
-def mark_bounced(session: Session, subscriber_ids: list[int], limit: int) -> None:
-    """Count a hard bounce; at `limit` bounces the subscriber stops receiving."""
-    if not subscriber_ids:
-        return
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id.in_(subscriber_ids))
-        .values(bounce_count=Subscriber.bounce_count + 1)
-    )
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id.in_(subscriber_ids), Subscriber.bounce_count >= limit)
-        .values(status=Status.bounced)
-    )
