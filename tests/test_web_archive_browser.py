@@ -9,8 +9,7 @@ from contextlib import contextmanager
 import pytest
 from axe import violations
 from conftest import MINIMAL_ISSUE, require_browser, use_smtp
-from smtp_server import free_port
-from web_server import serving
+from web_server import on_loopback, serving
 
 from newsletter.config import load_config
 from newsletter.devtools import screenshots
@@ -23,11 +22,8 @@ SHORT = "2026-12-01-short-one"
 @pytest.fixture
 def live_archive(folder, smtp, cli, write_issue):
     require_browser()
-    port = free_port()
+    port = on_loopback(folder)
     toml = folder / "newsletter.toml"
-    toml.write_text(
-        toml.read_text().replace("https://news.example.com", f"http://127.0.0.1:{port}")
-    )
     use_smtp(folder, smtp.port)
     write_issue(MINIMAL_ISSUE, f"{SHORT}.md")
     assert cli("subscribers", "add", "ana@example.com").exit_code == 0

@@ -13,9 +13,8 @@ from html import unescape
 import pytest
 from axe import violations
 from conftest import require_browser, use_smtp
-from smtp_server import free_port
 from sqlalchemy import select
-from web_server import serving
+from web_server import on_loopback, serving
 
 from newsletter.config import load_config
 from newsletter.devtools import screenshots
@@ -29,11 +28,8 @@ ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 @pytest.fixture
 def live_site(folder, smtp):
     require_browser()
-    port = free_port()
+    port = on_loopback(folder)
     toml = folder / "newsletter.toml"
-    toml.write_text(
-        toml.read_text().replace("https://news.example.com", f"http://127.0.0.1:{port}")
-    )
     use_smtp(folder, smtp.port)
     config = load_config(toml, environ={})
     with serving(config, port) as url:

@@ -28,3 +28,16 @@ def serving(config, port: int):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def on_loopback(folder) -> int:
+    """Point the folder's base_url at a free loopback port (so the pages' links and
+    form actions lead to the test server); returns the port."""
+    from smtp_server import free_port
+
+    port = free_port()
+    toml = folder / "newsletter.toml"
+    toml.write_text(
+        toml.read_text().replace("https://news.example.com", f"http://127.0.0.1:{port}")
+    )
+    return port
