@@ -274,7 +274,7 @@ class Runner:
         mid = message_id if state == DeliveryState.sent else None
         attempts = item.attempts + 1 if attempts is None else attempts
         return self.recorder.submit(
-            Result(item.delivery_id, item.subscriber_id, state, attempts, reply, mid)
+            Result(item.delivery_id, item.subscriber_id, state, attempts, reply, mid, self.worker)
         )
 
     def _retry(self, item: Claimed, reason: str) -> asyncio.Future:

@@ -164,6 +164,37 @@ class Delivery(Base):
     # expired lease returns the delivery to the pool, so a dead worker loses nobody.
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[float | None] = mapped_column(Float)
+    # Who recorded the final result, and through which relay: a shared send's status
+    # counts per worker and per relay from the log itself.
+    worker: Mapped[str | None] = mapped_column(String(100))
+    relay: Mapped[str | None] = mapped_column(String(200))
+
+
+class Worker(Base):
+    """A process taking part in sends (`newsletter send` or `newsletter worker`), seen
+    alive at `last_seen`: a shared send's status lists them."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    send_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Relay(Base):
+    """A relay's health as the senders last saw it: `cooling` until `cool_until`
+    (epoch seconds) after it refused connections or kept failing."""
+
+    __tablename__ = "relays"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    cool_until: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Outbox(Base):

@@ -20,11 +20,14 @@ class Result:
     attempts: int
     reply: str
     message_id: str | None = None
+    worker: str | None = None  # who recorded it (final results)
+    relay: str | None = None  # the relay that took or refused it
 
 
 _FINAL = (
     "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m}, message_id = {m}, "
-    "sent_at = {m}, claimed_by = NULL, lease_until = NULL WHERE id = {m}"
+    "sent_at = {m}, worker = {m}, relay = {m}, claimed_by = NULL, lease_until = NULL "
+    "WHERE id = {m}"
 )
 # A retried delivery keeps its claim: the runner that holds it tries again.
 _RETRY = "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m} WHERE id = {m}"
@@ -50,7 +53,10 @@ class ResultWriter:
                 retry.append((r.state.value, r.attempts, reply, r.delivery_id))
                 continue
             sent_at = stamp if r.state == DeliveryState.sent else None
-            final.append((r.state.value, r.attempts, reply, r.message_id, sent_at, r.delivery_id))
+            final.append(
+                (r.state.value, r.attempts, reply, r.message_id, sent_at, r.worker, r.relay,
+                 r.delivery_id)
+            )  # fmt: skip
             if r.state == DeliveryState.bounced:
                 bounced.append(r.subscriber_id)
         cursor = self._connection.cursor()
