@@ -36,6 +36,12 @@ class SmtpSection(Section):
     retry_delay: float = Field(30.0, ge=0, description="seconds before the first retry; doubles")
     pause_after: int = Field(10, ge=1, description="consecutive connection failures")
     bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
+    claim_lease: float = Field(
+        60.0,
+        ge=1,
+        description="seconds a sender holds the deliveries it claimed before others may "
+        "take them over (renewed while it is alive)",
+    )
     helo_name: OneLine | None = Field(
         None, description="the name this machine gives in EHLO; default: its own host name"
     )

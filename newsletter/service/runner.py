@@ -29,11 +29,14 @@ from newsletter.mail.transport import AuthError, Connection, Reply, TransportErr
 from newsletter.service.pacing import Backoff, Pacer, RetryQueue
 from newsletter.service.recorder import Recorder, RecordError
 from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Result
-from newsletter.storage.models import DeliveryState
+from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.workers import WorkerBook
 
 CLAIM_BATCH = 500  # deliveries per claim
-LEASE = 600.0  # seconds a claim holds; renewed while the runner works
+LEASE = 60.0  # seconds a claim holds; renewed while the runner works
 WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
+BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
+SHARED_POLL = 1.0  # seconds between looks at a shared send others still work on
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
 log = logging.getLogger("newsletter.runner")
 
@@ -64,8 +67,17 @@ class Runner:
         on_progress: Callable[[int], None] | None = None,
         connect: Callable[[], Connection] | None = None,
         worker: str | None = None,
+        book: WorkerBook | None = None,
+        shared: bool = False,
+        lease: float = LEASE,
     ) -> None:
+        """`book` notes this process in the workers table; `shared`: others may work on
+        the same send (PostgreSQL), so running out of claims is not the end of it while
+        they hold deliveries, and a pause by any of them stops this one too."""
         self.log = log
+        self.book = book
+        self.shared = shared
+        self.lease = lease
         self.send_id = send_id
         self.factory = factory
         self.smtp = smtp
@@ -122,19 +134,33 @@ class Runner:
             log.warning("could not release claims: %s", exc)
 
     async def _watch(self) -> None:
-        """Keep the claims alive, and notice who unsubscribed since they were claimed."""
-        renewed = time.monotonic()
+        """Keep the claims alive, notice who unsubscribed since they were claimed, say
+        this process is alive, and (shared) notice a pause by another participant."""
+        renewed = beaten = time.monotonic()
+        await self._beat()
         while True:
             await asyncio.sleep(WATCH_EVERY)
             try:
                 left = await self.recorder.call(self.log.departed, self.send_id, self.worker)
                 self._departed |= left
-                if time.monotonic() - renewed > LEASE / 3:
-                    until = time.time() + LEASE
+                if time.monotonic() - renewed > self.lease / 3:
+                    until = time.time() + self.lease
                     await self.recorder.call(self.log.renew, self.send_id, self.worker, until)
                     renewed = time.monotonic()
+                if time.monotonic() - beaten > BEAT_EVERY:
+                    await self._beat()
+                    beaten = time.monotonic()
             except RecordError as exc:
                 self._pause(str(exc))
+
+    async def _beat(self) -> None:
+        if self.book is None:
+            return
+        await self.recorder.call(self.book.beat, self.worker, self.send_id)
+        if self.shared:
+            state = await self.recorder.call(self.book.state, self.send_id)
+            if state not in (SendState.sending, SendState.done):
+                self._pause(f"the send was {state.value if state else 'removed'} elsewhere")
 
     async def _next(self) -> Claimed | None:
         """The next delivery to send: a due retry, a queued claim, or a fresh claim."""
@@ -155,15 +181,25 @@ class Runner:
         async with self._claiming:
             if self._ready or self._exhausted:
                 return  # another connection claimed while this one waited
-            args = (self.send_id, self.worker, CLAIM_BATCH, time.time() + LEASE)
+            args = (self.send_id, self.worker, CLAIM_BATCH, time.time() + self.lease)
             try:
                 claimed = await self.recorder.call(self.log.claim, *args)
+                if not claimed and await self._others_at_work():
+                    await asyncio.sleep(SHARED_POLL)  # their leases may run out: look again
+                    return
             except RecordError as exc:
                 self._pause(str(exc))
                 return
             self._exhausted = not claimed
             self._outstanding += len(claimed)
             self._ready = claimed[::-1]  # popped from the end: id order
+
+    async def _others_at_work(self) -> bool:
+        """A shared send is over for this process only when nobody holds any of it: a
+        participant that dies leaves claims that become free when its lease runs out."""
+        if not (self.shared and self.book):
+            return False
+        return bool(await self.recorder.call(self.book.held_elsewhere, self.send_id, self.worker))
 
     async def _connection(self) -> None:
         connection: Connection | None = None

@@ -9,6 +9,7 @@ when it started, even if the file was edited since (the plan says so).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from newsletter.storage.delivery_log import (
 )
 from newsletter.storage.models import DeliveryState, SendState
 from newsletter.storage.subscribers import normalize_email
+from newsletter.storage.workers import WorkerBook
 from newsletter.tokens import Signer, secret_of
 
 
@@ -235,26 +237,79 @@ def run(
     """Send (or resume) the planned issue. Ctrl-C or SIGTERM: finish the messages in
     flight, record them, and return; a second Ctrl-C raises KeyboardInterrupt.
     `stopped` tells of a stop asked for before the send began listening (the worker's).
-    `log` replaces the configured delivery log (tests use it to inject faults)."""
+    `log` replaces the configured delivery log (tests use it to inject faults).
+
+    On SQLite one process sends an issue at a time (it holds the issue's lock all
+    along). On PostgreSQL the lock covers only the start: workers on any host may
+    join the send (`join`) and share its deliveries through claims with leases."""
     settings = plan.settings
     log = log or delivery_log(settings)
+    if shared(log):
+        with exclusive(log.engine, plan.slug):
+            record = _begin(log, plan)
+            journal.replay(log, record.slug)
+        return _drive(settings, log, record, on_progress, on_stopping, stopped)
     with exclusive(log.engine, plan.slug):
         record = _begin(log, plan)
         journal.replay(log, record.slug)
         log.release(record.id)  # this process holds the issue's lock: older claims are stale
-        prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
-        factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
-        runner = Runner(log, record.id, factory, settings.smtp, on_progress=on_progress)
+        return _drive(settings, log, record, on_progress, on_stopping, stopped)
 
-        async def work(stop: asyncio.Event) -> Report:
-            if stopped and stopped():
-                stop.set()
-            return await runner.run(stop)
 
+def shared(log: DeliveryLog) -> bool:
+    """Whether several processes may work on one send: on PostgreSQL."""
+    return log.engine.dialect.name == "postgresql"
+
+
+def join(
+    settings: Config,
+    slug: str,
+    *,
+    stopped: Callable[[], bool] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> Outcome:
+    """Take part in a send another process started (PostgreSQL): the stored bodies,
+    the deliveries nobody holds, until nobody holds any. Stopping this process leaves
+    the send to the others; a pause (by anyone) pauses it for all."""
+    log = delivery_log(settings)
+    record = log.find(slug)
+    if record is None or record.state != SendState.sending or not shared(log):
+        raise NotDue(f"{slug}: is not being sent (any more); left as it is")
+    journal.replay(log, record.slug)
+    return _drive(settings, log, record, None, on_stopping, stopped, joined=True)
+
+
+def _drive(
+    settings: Config,
+    log: DeliveryLog,
+    record: SendRecord,
+    on_progress: Callable[[int], None] | None,
+    on_stopping: Callable[[], None] | None,
+    stopped: Callable[[], bool] | None,
+    joined: bool = False,
+) -> Outcome:
+    prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
+    factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
+    book = WorkerBook(log.engine)
+    runner = Runner(
+        log, record.id, factory, settings.smtp, on_progress=on_progress,
+        book=book, shared=shared(log), lease=settings.smtp.claim_lease,
+    )  # fmt: skip
+
+    async def work(stop: asyncio.Event) -> Report:
+        if stopped and stopped():
+            stop.set()
+        return await runner.run(stop)
+
+    try:
         report = asyncio.run(interruptible(work, on_stopping))
-        if report.unrecorded:
-            journal.save(log.engine, record.slug, runner.unrecorded)
-        return _close(log, record, report)
+    finally:
+        with contextlib.suppress(Exception):  # only the status listing misses it
+            book.leave(runner.worker)
+    if report.unrecorded:
+        journal.save(log.engine, record.slug, runner.unrecorded)
+    # A worker that leaves a shared send leaves it to the others: not paused.
+    return _close(log, record, report, keep_going=joined and report.stopped)
 
 
 def _begin(log: DeliveryLog, plan: Plan) -> SendRecord:
@@ -268,12 +323,15 @@ def _begin(log: DeliveryLog, plan: Plan) -> SendRecord:
     return log.start(new_send(plan))
 
 
-def _close(log: DeliveryLog, record: SendRecord, report: Report) -> Outcome:
+def _close(
+    log: DeliveryLog, record: SendRecord, report: Report, keep_going: bool = False
+) -> Outcome:
     try:
         log.drop_departed(record.id)
         counts = log.counts(record.id)
         finished = not report.paused and not counts[DeliveryState.pending]
-        log.finish(record.id, SendState.done if finished else SendState.paused)
+        if finished or not keep_going:
+            log.finish(record.id, SendState.done if finished else SendState.paused)
     except Exception as exc:  # the log is down: say so, keep the report
         if not report.paused:
             report.paused = f"cannot read the delivery log ({exc.__class__.__name__})"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.service import bounces, outbox, schedule
+from newsletter.service import bounces, outbox, schedule, sharing
 
 log = logging.getLogger("newsletter.worker")
 NAP = 0.1  # seconds between looks at the stop flag while idle
@@ -84,13 +84,14 @@ class Stop:
 
 
 def duties(settings: Config, stop: Stop) -> list[Duty]:
-    """The built-in duties (due sends, which listens to the stop flag; confirmation and
-    welcome mail waiting in the outbox; the bounce mailbox when one is configured) and
-    the registered ones."""
+    """The built-in duties (due sends, and on PostgreSQL sends under way it can help
+    with, which listen to the stop flag; confirmation and welcome mail waiting in the
+    outbox; the bounce mailbox when one is configured) and the registered ones."""
     sends = Duty(
         "sends",
         lambda s: s.schedule.check_every.total_seconds(),
-        lambda s: schedule.start_due(s, stopped=stop, on_stopping=stop.set),
+        lambda s: schedule.start_due(s, stopped=stop, on_stopping=stop.set)
+        + sharing.join_all(s, stopped=stop, on_stopping=stop.set),
     )
     bounce_mail = Duty(
         "bounces",
