@@ -5,14 +5,12 @@ send within seconds, stops on SIGTERM after recording what is in flight and exit
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from conftest import use_smtp
+from processes import check_often, start_worker, subscribe, wait_for
 from sqlalchemy import func, select
 
 from newsletter.config import load_config
@@ -24,40 +22,6 @@ ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
 SLUG = "2026-11-24-survival-of-the-fittest-funnel"
 
 pytestmark = pytest.mark.usefixtures("backend")
-
-
-def start_worker(folder, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "worker", *args],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def subscribe(cli, folder, count: int) -> None:
-    (folder / "list.csv").write_text(
-        "email\n" + "".join(f"r{i}@example.com\n" for i in range(count))
-    )
-    assert cli("subscribers", "import", "list.csv").exit_code == 0
-
-
-def check_often(folder) -> None:
-    with (folder / "newsletter.toml").open("a") as f:
-        f.write('\n[schedule]\ncheck_every = "0.2s"\n')
-
-
-def wait_for(condition, process: subprocess.Popen | None = None, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if process is not None:
-            assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "waited in vain"
-        time.sleep(0.02)
 
 
 def soon(seconds: float) -> str:

@@ -157,9 +157,43 @@ def say_status(status) -> None:
     typer.echo(f"{record.slug}: {record.state.value}, started {record.started_at:%Y-%m-%d %H:%M}")
     for state, n in status.counts.items():
         typer.echo(f"  {state.value:<8} {n}")
+    _say_progress(status)
     if status.problems:
         typer.echo("Not delivered (yet):")
         for email, state, attempts, reply in status.problems:
             typer.echo(f"  {email}  {state.value}  after {attempts} attempt(s): {reply}")
         if len(status.problems) == PROBLEMS_SHOWN:
             typer.echo(f"  (the first {PROBLEMS_SHOWN} are shown)")
+
+
+def _say_progress(status) -> None:
+    """Speed, time left, and the table of workers and relays of a send."""
+    if status.rate:
+        left = f", about {_duration(status.eta)} left" if status.eta is not None else ""
+        typer.echo(f"Speed: {status.rate:.1f} messages a second over the last minute{left}")
+    if status.workers:
+        typer.echo("Workers:")
+        typer.echo(f"  {'worker':<40} {'host':<20} {'pid':>7} {'sent':>8} {'failed':>7}  last seen")
+        for w in status.workers:
+            seen = f"{w.last_seen:%H:%M:%S}" if w.last_seen else "-"
+            typer.echo(
+                f"  {w.id:<40} {w.host[:20]:<20} {w.pid or '-':>7} {w.sent:>8} {w.failed:>7}"
+                f"  {seen}"
+            )
+    if status.relays:
+        typer.echo("Relays:")
+        typer.echo(f"  {'relay':<40} {'sent':>8} {'failed':>7}  state")
+        for r in status.relays:
+            typer.echo(f"  {r.name:<40} {r.sent:>8} {r.failed:>7}  {r.state}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def say_json(data) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2))

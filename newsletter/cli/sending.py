@@ -146,22 +146,27 @@ def status(
     issue: Annotated[
         str | None, typer.Argument(metavar="[ISSUE]", help="Issue slug or file.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (counts, workers, relays) for scripts.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Counts per delivery state, and the failures with the server's replies."""
-    from newsletter.cli.progress import say_status, say_statuses
+    """Counts per delivery state, who sends and through which relays, how fast, and
+    the failures with the server's replies."""
+    from newsletter.cli.progress import say_json, say_status, say_statuses
     from newsletter.config import load_config
     from newsletter.service import status as service
 
     settings = load_config(config)
     if issue is None:
-        return say_statuses(service.all_sends(settings))
+        found = service.all_sends(settings)
+        return say_json([s.as_dict() for s in found]) if as_json else say_statuses(found)
     try:
-        found = service.one_send(settings, Path(issue).stem, issue)
+        one = service.one_send(settings, Path(issue).stem, issue)
     except service.NotSent:
         issue_path(Path(issue), settings)  # a near miss of an issue's name: "did you mean"
         raise
-    say_status(found)
+    say_json(one.as_dict()) if as_json else say_status(one)
 
 
 @app.command("sink", epilog="Example: newsletter sink --port 2525 --out outbox")

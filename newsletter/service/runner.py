@@ -32,7 +32,8 @@ from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Resu
 from newsletter.storage.models import DeliveryState, SendState
 from newsletter.storage.workers import WorkerBook
 
-CLAIM_BATCH = 500  # deliveries per claim
+CLAIM_BATCH = 500  # deliveries per claim, at most
+CLAIM_SECONDS = 2.0  # a throttled sender claims about this long's worth of work
 LEASE = 60.0  # seconds a claim holds; renewed while the runner works
 WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
 BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
@@ -181,7 +182,7 @@ class Runner:
         async with self._claiming:
             if self._ready or self._exhausted:
                 return  # another connection claimed while this one waited
-            args = (self.send_id, self.worker, CLAIM_BATCH, time.time() + self.lease)
+            args = (self.send_id, self.worker, self._batch(), time.time() + self.lease)
             try:
                 claimed = await self.recorder.call(self.log.claim, *args)
                 if not claimed and await self._others_at_work():
@@ -193,6 +194,14 @@ class Runner:
             self._exhausted = not claimed
             self._outstanding += len(claimed)
             self._ready = claimed[::-1]  # popped from the end: id order
+
+    def _batch(self) -> int:
+        """A batch others can share: a throttled sender that claimed 500 would keep the
+        rest of the list from workers that could send it meanwhile."""
+        if not self.smtp.rate:
+            return CLAIM_BATCH
+        worth = int(self.smtp.rate * CLAIM_SECONDS)
+        return max(self.smtp.connections * 2, min(CLAIM_BATCH, worth))
 
     async def _others_at_work(self) -> bool:
         """A shared send is over for this process only when nobody holds any of it: a

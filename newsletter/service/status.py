@@ -4,7 +4,7 @@ scheduled sends with their time in the newsletter's zone, and late ones."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from newsletter.compose.issue import IssueError
 from newsletter.config import Config
@@ -12,8 +12,10 @@ from newsletter.service.schedule import shown
 from newsletter.storage import db
 from newsletter.storage.delivery_log import DeliveryLog, SendRecord
 from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.workers import WorkerBook, WorkerSeen
 
 PROBLEMS_SHOWN = 50
+RATE_WINDOW = 60.0  # seconds of results the throughput is measured over
 
 
 class NotSent(IssueError):
@@ -27,6 +29,9 @@ class SendStatus:
     problems: list[tuple[str, str, int, str]]
     due: str | None = None  # a scheduled send's time, as the editor reads it
     overdue: bool = False  # its time has passed and no worker has started it yet
+    workers: list[WorkerSeen] = field(default_factory=list)
+    relays: list[RelaySeen] = field(default_factory=list)
+    rate: float = 0.0  # messages a second over the last minute
 
     @property
     def waiting(self) -> bool:
@@ -35,6 +40,43 @@ class SendStatus:
     @property
     def late(self) -> bool:
         return self.record.state == SendState.late
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate; None when nothing moves."""
+        pending = self.counts[DeliveryState.pending]
+        if self.record.state != SendState.sending or not pending or not self.rate:
+            return None
+        return pending / self.rate
+
+    def as_dict(self) -> dict:
+        return {
+            "slug": self.record.slug,
+            "state": self.record.state.value,
+            "total": self.record.total,
+            "counts": {state.value: n for state, n in self.counts.items()},
+            "rate": round(self.rate, 1),
+            "eta_seconds": None if self.eta is None else round(self.eta),
+            "workers": [_worker(w) for w in self.workers],
+            "relays": [
+                {"name": r.name, "sent": r.sent, "failed": r.failed, "state": r.state}
+                for r in self.relays
+            ],
+        }
+
+
+def _worker(w: WorkerSeen) -> dict:
+    seen = w.last_seen.isoformat() if w.last_seen else None
+    return {"id": w.id, "host": w.host, "pid": w.pid, "sent": w.sent, "failed": w.failed,
+            "last_seen": seen}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RelaySeen:
+    name: str
+    sent: int
+    failed: int
+    state: str  # ok, cooling
 
 
 def _status(settings: Config, log: DeliveryLog, record: SendRecord, problems: int) -> SendStatus:
@@ -56,8 +98,18 @@ def all_sends(settings: Config) -> list[SendStatus]:
 
 
 def one_send(settings: Config, slug: str, as_typed: str) -> SendStatus:
+    """One send, with who works on it, through which relays, and how fast."""
     log = DeliveryLog(db.connect(settings))
     record = log.find(slug)
     if record is None:
         raise NotSent(f"{slug}: has not been sent; send it with 'newsletter send {as_typed}'")
-    return _status(settings, log, record, PROBLEMS_SHOWN)
+    found = _status(settings, log, record, PROBLEMS_SHOWN)
+    if not record.started:
+        return found
+    book = WorkerBook(log.engine)
+    relays = [
+        RelaySeen(name, sent, failed, "ok")
+        for name, (sent, failed) in sorted(book.relay_tally(record.id).items())
+    ]
+    rate = book.sent_since(record.id, RATE_WINDOW) / RATE_WINDOW
+    return replace(found, workers=book.of_send(record.id), relays=relays, rate=rate)

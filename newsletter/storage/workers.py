@@ -136,3 +136,26 @@ class WorkerBook:
                     .order_by(Send.started_at)
                 )
             )
+
+    # What the status shows of a send under way --------------------------------------
+
+    def sent_since(self, send_id: int, seconds: float) -> int:
+        since = now() - dt.timedelta(seconds=seconds)
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.sent)
+                .where(Delivery.sent_at >= since)
+            )
+
+    def relay_tally(self, send_id: int) -> dict[str, tuple[int, int]]:
+        """Per relay: (sent, not sent) of the final results that went through it."""
+        sent = func.sum(case((Delivery.state == DeliveryState.sent, 1), else_=0))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Delivery.relay, sent, func.count())
+                .where(Delivery.send_id == send_id, Delivery.relay.is_not(None))
+                .group_by(Delivery.relay)
+            ).all()
+        return {relay: (int(s), int(total) - int(s)) for relay, s, total in rows}
