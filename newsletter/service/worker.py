@@ -90,8 +90,10 @@ def duties(settings: Config, stop: Stop) -> list[Duty]:
     sends = Duty(
         "sends",
         lambda s: s.schedule.check_every.total_seconds(),
-        lambda s: schedule.start_due(s, stopped=stop, on_stopping=stop.set)
-        + sharing.join_all(s, stopped=stop, on_stopping=stop.set),
+        lambda s: (
+            schedule.start_due(s, stopped=stop, on_stopping=stop.set)
+            + sharing.join_all(s, stopped=stop, on_stopping=stop.set)
+        ),
     )
     bounce_mail = Duty(
         "bounces",
