@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import update
 
 from newsletter.config import load_config
 from newsletter.service import sending
 from newsletter.storage import db
 from newsletter.storage.delivery_log import DeliveryLog
+from newsletter.storage.models import Delivery, DeliveryState
 
 pytestmark = pytest.mark.usefixtures("backend")
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -43,3 +45,49 @@ def test_an_expired_lease_returns_its_deliveries_to_the_pool(started):
     assert log.claim(record.id, "third", 30, time.time() + 60) == []  # all held now
     assert log.release(record.id, "alive") == 30
     assert len(log.claim(record.id, "third", 30, time.time() + 60)) == 30
+
+
+def test_what_others_hold_and_which_sends_a_worker_may_join(started):
+    from newsletter.storage.result_writer import Result
+    from newsletter.storage.workers import WorkerBook
+
+    log, record = started
+    book = WorkerBook(log.engine)
+    assert book.joinable() == [record.slug]  # nobody holds anything yet
+    mine = log.claim(record.id, "me", 10, time.time() + 60)
+    assert book.held_elsewhere(record.id, "me") == 20  # unclaimed ones count too
+    log.claim(record.id, "other", 20, time.time() + 60)
+    assert book.held_elsewhere(record.id, "me") == 20
+    assert book.held_elsewhere(record.id, "other") == 10
+    assert book.joinable() == []  # every delivery is held by someone alive
+    log.record(
+        [Result(c.delivery_id, c.subscriber_id, DeliveryState.sent, 1, "250", "<m>", "me")
+         for c in mine]
+    )  # fmt: skip
+    assert book.held_elsewhere(record.id, "other") == 0
+    with db.session(log.engine) as s:  # the other one's lease runs out
+        s.execute(update(Delivery).values(lease_until=time.time() - 1))
+    assert book.joinable() == [record.slug]
+
+
+def test_workers_are_listed_with_what_each_recorded(started):
+    from newsletter.storage.result_writer import Result
+    from newsletter.storage.workers import WorkerBook
+
+    log, record = started
+    book = WorkerBook(log.engine)
+    book.beat("host-a:1", record.id)
+    claimed = log.claim(record.id, "host-b:2", 5, time.time() + 60)
+    log.record(
+        [Result(c.delivery_id, c.subscriber_id, DeliveryState.sent, 1, "250", "<m>", "host-b:2",
+                "relay1") for c in claimed]
+    )  # fmt: skip
+    seen = {w.id: w for w in book.of_send(record.id)}
+    assert set(seen) == {"host-a:1", "host-b:2"}
+    assert seen["host-a:1"].sent == 0 and seen["host-a:1"].pid > 0
+    assert seen["host-b:2"].sent == 5 and seen["host-b:2"].pid is None  # never beat: no row
+    assert book.live(record.id, 60) == 1
+    book.leave("host-a:1")
+    assert book.live(record.id, 60) == 0
+    assert book.relay_tally(record.id) == {"relay1": (5, 0)}
+    assert book.sent_since(record.id, 60) == 5
