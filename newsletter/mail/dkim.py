@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa, utils
 
 from newsletter.config import Config
 from newsletter.mail.mime import MessageError
@@ -53,6 +53,11 @@ _WSP = re.compile(rb"[ \t]+")
 # Literal prefixes: the regex engine skips ahead through the body far quicker than `in`.
 _SPACES = re.compile(rb"  +")
 _TRAILING = re.compile(rb" \r\n")
+_OTHER_KINDS = (
+    (ec.EllipticCurvePrivateKey, "an EC"),
+    (dsa.DSAPrivateKey, "a DSA"),
+    (ed448.Ed448PrivateKey, "an Ed448"),
+)
 _MAKE_KEY = "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out"
 
 
@@ -235,9 +240,10 @@ def private_key(data: bytes, path: Path) -> rsa.RSAPrivateKey | ed25519.Ed25519P
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
+    kind = next((k for t, k in _OTHER_KINDS if isinstance(key, t)), "another kind of")
     raise DkimKeyError(
-        f"dkim.key_file: {path} is a {type(key).__name__.lstrip('_')}, not an RSA or "
-        f"Ed25519 key; make a 2048-bit RSA key with `{_MAKE_KEY} {path.name}`"
+        f"dkim.key_file: {path} is {kind} key, not an RSA or Ed25519 one; make a 2048-bit "
+        f"RSA key with `{_MAKE_KEY} {path.name}`"
     )
 
 
