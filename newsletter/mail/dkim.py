@@ -4,9 +4,10 @@ way: relaxed/relaxed, rsa-sha256 or ed25519-sha256 (RFC 8463), through OpenSSL.
 
 Every recipient's body differs (their unsubscribe link), so every message needs
 its own body hash: the relaxed body is the body itself, minus trailing empty
-lines, unless the body holds a tab, two spaces in a row or a space before a line
-end; only then do the regexes run. RSA signing lets go of the GIL, so the send
-loop hands it to a few threads (`sign_async`) and a second core signs too.
+lines, unless it holds a tab, two spaces in a row or a space before a line end;
+only those are rewritten, by regexes with literal prefixes (quick scans). RSA
+signing lets go of the GIL, so the send loop hands it to a few threads
+(`sign_async`) and a second core signs too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -147,6 +148,7 @@ def select(fields: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]
     return names, signed
 
 
+@lru_cache(maxsize=64)  # the same From, Subject, Date... on every message of a send
 def relaxed_header(raw: bytes) -> bytes:
     """RFC 6376 §3.4.2: lowercased name, unfolded, runs of WSP made one space, none
     around the colon or at the end."""
