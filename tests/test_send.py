@@ -274,10 +274,10 @@ def test_a_message_that_cannot_be_built_fails_alone(cli, folder, sending):
 def test_a_surprise_error_pauses_the_send_instead_of_hanging(cli, folder, sending, monkeypatch):
     from newsletter.mail import message
 
-    def explode(self, recipient):
+    async def explode(self, recipient):
         raise RuntimeError("surprise")
 
-    monkeypatch.setattr(message.MessageFactory, "build_with_id", explode)
+    monkeypatch.setattr(message.MessageFactory, "build_async", explode)
     result = cli("send", ISSUE, "--yes")
     assert result.exit_code == 1
     assert "send paused: unexpected error (RuntimeError: surprise)" in result.stderr

@@ -250,7 +250,7 @@ class Runner:
                 self.retries.push(item, self.backoff.delay())  # no attempt counted
                 return None, 0.0, recorded
         try:
-            data, message_id = self.factory.build_with_id(
+            data, message_id = await self.factory.build_async(
                 Recipient(item.subscriber_id, item.email, item.name)
             )
         except (MessageError, UnicodeError, ValueError) as exc:
