@@ -90,10 +90,13 @@ def use_relays(folder: Path, ports: list[int], args) -> None:
 
 def seed(engine, count: int) -> None:
     raw = engine.raw_connection()
-    with raw.driver_connection.cursor() as cur, cur.copy(
-        "COPY subscribers (email, name, status, source, created_at, bounce_count, "
-        "bounce_score) FROM STDIN"
-    ) as copy:
+    with (
+        raw.driver_connection.cursor() as cur,
+        cur.copy(
+            "COPY subscribers (email, name, status, source, created_at, bounce_count, "
+            "bounce_score) FROM STDIN"
+        ) as copy,
+    ):
         for i in range(count):
             copy.write_row((f"reader{i}@example.com", f"Reader {i}", "active", "import",
                             "2026-11-22 00:00:00+00", 0, 0.0))  # fmt: skip
@@ -197,7 +200,7 @@ def report(args, results: dict[int, tuple[float, list[float], int]]) -> None:
     base = results[min(results)][0]
     for n, (rate, rss, by) in results.items():
         line = (f"{n} process(es): {rate:,.0f} msg/s ({rate / base:.2f}x one), "
-                f"{by} sent, peak RSS {max(rss):.0f} MB")  # fmt: skip
+                f"{by} sent, peak RSS " + "/".join(f"{r:.0f}" for r in rss) + " MB")  # fmt: skip
         if args.relays:
             line += f"; {rate / (n * args.rate):.2f} of {n} x {args.rate:g}/s (target >= 0.9)"
         print(line)
