@@ -46,18 +46,15 @@ def inline_css(page: str) -> str:
     """Move <style> rules into style attributes for clients that drop <style>;
     @media rules cannot be inlined and stay in the head."""
     page = _STYLE.sub(_leave_alone, page)
-    inlined = (
-        _premailer()
-        .Premailer(
-            page,
-            allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
-            disable_validation=True,
-            cssutils_logging_level=logging.CRITICAL,
-            keep_style_tags=False,
-            strip_important=False,
-        )
-        .transform(pretty_print=False)
-    )
+    premailer = _premailer()
+    inlined = premailer.Premailer(
+        page,
+        allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        keep_style_tags=False,
+        strip_important=False,
+    ).transform(pretty_print=False)
     # premailer drops the doctype; without it clients render in quirks mode.
     doctype = "<!doctype html>"
     inlined = inlined if inlined.lower().startswith(doctype) else doctype + inlined
@@ -114,7 +111,8 @@ def _store(path: Path, text: str) -> None:
         for old in pages[:-KEEP]:
             old.unlink(missing_ok=True)
     except OSError:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def _touch(path: Path) -> None:
