@@ -4,15 +4,17 @@ and never a page that an edit to the issue, a template or the settings has chang
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from newsletter.compose import inline
+from newsletter.compose import cache, inline
 from newsletter.compose.issue import load_issue
-from newsletter.compose.render import prepare
+from newsletter.compose.render import environment, prepare
 from newsletter.config import load_config
 
 SAMPLE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -26,13 +28,14 @@ def bodies(folder: Path, cached: bool, config=None) -> tuple[str, str]:
 
 
 def pages(folder: Path) -> list[Path]:
-    return sorted((folder / inline.CACHE_DIR / "inline").glob("*.html"))
+    return sorted((folder / cache.CACHE_DIR / "inline").glob("*.html"))
 
 
 def test_cached_check_renders_the_sample_issue_byte_for_byte_as_a_send_does(folder):
     sent = bodies(folder, cached=False)
     first = bodies(folder, cached=True)  # inlines, and fills the cache
     assert len(pages(folder)) == 1
+    environment.cache_clear()  # as in a new process: compiled templates come from disk
     again = bodies(folder, cached=True)  # from the cache, with a new slot nonce
     assert first == sent
     assert again == sent
@@ -65,6 +68,7 @@ def test_editing_a_template_style_renders_it_afresh(folder):
     source = template.read_text()
     assert "a { color: #0b5cad; }" in source
     template.write_text(source.replace("a { color: #0b5cad; }", "a { color: #123456; }"))
+    environment.cache_clear()  # as in the next process: only the disk cache knows it
     html, _ = bodies(folder, cached=True)
     assert 'style="color:#123456"' in html.replace(" ", "")
     assert html == bodies(folder, cached=False)[0]
@@ -84,16 +88,18 @@ def test_editing_the_settings_renders_it_afresh(folder):
 def test_a_damaged_or_unwritable_cache_only_costs_time(folder):
     sent = bodies(folder, cached=False)
     bodies(folder, cached=True)
-    [page] = pages(folder)
-    page.write_text("")  # e.g. a disk that filled up before the rename
-    assert bodies(folder, cached=True) == sent
-    page.write_bytes(b"\xff\xfe not text")
-    assert bodies(folder, cached=True) == sent
-    cache = folder / inline.CACHE_DIR
-    for path in [*pages(folder), cache / ".gitignore"]:
-        path.unlink()
-    (cache / "inline").rmdir()
-    (cache / "inline").write_text("a file where the cache's folder goes")
+    store = folder / cache.CACHE_DIR
+    entries = [p for p in store.rglob("*") if p.is_file() and p.name != ".gitignore"]
+    assert {p.parent.name for p in entries} == {"inline", "templates"}
+    # e.g. a disk that filled up, a file from another program, a half-written entry
+    for damage in (b"", b"\xff\xfe not text", jinja2.bccache.bc_magic + b"half"):
+        for entry in entries:
+            entry.write_bytes(damage)
+        environment.cache_clear()  # a new process: compiled templates come from disk
+        assert bodies(folder, cached=True) == sent
+    shutil.rmtree(store)
+    store.write_text("a file where the cache's folder goes")
+    environment.cache_clear()
     assert bodies(folder, cached=True) == sent
 
 
@@ -105,7 +111,7 @@ def test_the_cache_keeps_the_newest_pages_and_ignores_itself_in_git(folder, monk
         issue.write_text(original.replace("Survival", word))
         bodies(folder, cached=True)
     assert len(pages(folder)) == 2
-    assert (folder / inline.CACHE_DIR / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert (folder / cache.CACHE_DIR / ".gitignore").read_text().splitlines()[-1] == "*"
 
 
 @pytest.mark.parametrize("cached", [False, True])

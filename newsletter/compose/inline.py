@@ -1,8 +1,8 @@
 """CSS inlining: MJML's HTML → the same page with its <style> rules moved into style
 attributes (premailer), for mail clients that drop <style>.
 
-`cached` keeps premailer's output on disk under the newsletter folder's
-.newsletter-cache/, keyed by its input: `check` and `preview` of an issue whose
+`cached` keeps premailer's output in the newsletter folder's cache (compose/cache.py),
+keyed by its input: `check` and `preview` of an issue whose
 rendered page has not changed since skip premailer, and importing premailer and
 cssutils, about a third of `check`'s time. The key is the page itself (slot nonce
 aside), the installed inliner and this file, so no edit can be served stale output.
@@ -10,19 +10,17 @@ aside), the installed inliner and this file, so no edit can be served stale outp
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 import re
 import sys
 import types
 from pathlib import Path
 
-CACHE_DIR = ".newsletter-cache"
+from newsletter.compose import cache
+
 KEEP = 32  # inlined pages kept: every edit checked adds one, the oldest go
 # What a page's slot nonce becomes in its cache key, so that a new nonce per render
 # still finds the page inlined last time.
@@ -61,64 +59,29 @@ def inline_css(page: str) -> str:
     return _for_mail_clients(inlined)
 
 
-def cached(page: str, nonce: str, folder: Path) -> str:
-    """inline_css(page), read from `folder`'s cache when the same page (with another
-    slot nonce) was inlined before. The cache is a convenience: when it cannot be
-    read or written the page is inlined as if there were none."""
-    path = folder / CACHE_DIR / "inline" / f"{_key(page.replace(nonce, _NONCE))}.html"
-    try:
-        old_nonce, _, inlined = path.read_text(encoding="utf-8").partition("\n")
-    except (OSError, UnicodeDecodeError):
-        old_nonce = ""
+def cached(page: str, nonce: str, root: Path) -> str:
+    """inline_css(page), read from the folder's cache when the same page (with another
+    slot nonce) was inlined before."""
+    key = cache.fingerprint(_inliner(), page.replace(nonce, _NONCE)) + ".html"
+    old_nonce, _, inlined = (cache.read(root, "inline", key) or "").partition("\n")
     if old_nonce.isalnum() and old_nonce in inlined:
-        _touch(path)
         return inlined.replace(old_nonce, nonce)
     inlined = inline_css(page)
-    _store(path, f"{nonce}\n{inlined}")
+    cache.write(root, "inline", key, f"{nonce}\n{inlined}", keep=KEEP)
     return inlined
 
 
-def _key(page: str) -> str:
-    digest = hashlib.sha256(_inliner_fingerprint().encode())
-    digest.update(page.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
-
-
 @functools.cache
-def _inliner_fingerprint() -> str:
+def _inliner() -> str:
     """What else decides the output: this file, and the installed premailer, cssutils
     and lxml (an upgrade rewrites their files). Found without importing them."""
-    parts = [hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+    parts = [cache.fingerprint(Path(__file__))]
     for name in ("premailer", "cssutils", "lxml"):
         spec = importlib.util.find_spec(name)
         origin = Path(spec.origin) if spec and spec.origin else None
         stat = origin.stat() if origin else None
         parts.append(f"{origin}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}")
     return "\n".join(parts)
-
-
-def _store(path: Path, text: str) -> None:
-    """Write atomically (a reader never sees half a page), then drop the oldest pages."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ignore = path.parent.parent / ".gitignore"
-        if not ignore.exists():  # like .pytest_cache: never committed, whatever the repo's rules
-            ignore.write_text("# Created by newsletter: a cache, safe to delete.\n*\n")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-        pages = sorted(path.parent.glob("*.html"), key=lambda p: p.stat().st_mtime_ns)
-        for old in pages[:-KEEP]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-
-
-def _touch(path: Path) -> None:
-    """Mark a page as used, so the pages of the issue being worked on are kept."""
-    with contextlib.suppress(OSError):
-        os.utime(path)
 
 
 @functools.cache

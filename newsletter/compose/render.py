@@ -17,7 +17,7 @@ import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 
-from newsletter.compose import content, inline, slots
+from newsletter.compose import cache, content, inline, slots
 from newsletter.compose.issue import Issue
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
@@ -86,9 +86,10 @@ def derived_subject(name: str, title: str) -> str:
 
 
 def prepare(issue: Issue, config: Config, cached: bool = False) -> PreparedIssue:
-    """The issue rendered once for every reader. `cached`: inline its CSS from (and
-    into) the folder's cache, for `check` and `preview`; a send renders afresh."""
-    env = environment(config.root)
+    """The issue rendered once for every reader. `cached`: with compiled templates and
+    the inlined page from (and into) the folder's cache, for `check` and `preview`;
+    a send renders afresh."""
+    env = environment(config.root, cached)
     prefix = slots.new_prefix()
     view = issue_view(issue, config)
     mjml_source = render_template(
@@ -116,11 +117,12 @@ def cut(slug: str, subject: str, html: str, text: str, prefix: str, newsletter) 
 
 
 @functools.lru_cache(maxsize=8)
-def environment(root: Path) -> jinja2.Environment:
+def environment(root: Path, cached: bool = False) -> jinja2.Environment:
     """The editor's templates/ first; any template they have not copied comes built in.
 
     Cached per folder: compiling the templates is most of a render's cost, and
-    Jinja's auto_reload still picks up a template edited since."""
+    Jinja's auto_reload still picks up a template edited since. `cached`: compiled
+    templates are also kept in the folder's cache, for the next process."""
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(
             [
@@ -137,9 +139,16 @@ def environment(root: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The settings above are compiled into the templates: this file is in the key.
+        bytecode_cache=cache.TemplateCache(root, _compiled_by()) if cached else None,
     )
     env.filters["wrap"] = content.reflow
     return env
+
+
+@functools.cache
+def _compiled_by() -> str:
+    return cache.fingerprint(jinja2.__version__, Path(__file__))
 
 
 def issue_view(issue: Issue, config: Config) -> dict[str, Any]:
