@@ -106,7 +106,12 @@ def main() -> None:
         median = results[name][0]
         verdict = "ok" if median < target else "MISSED"
         print(f"  {name:<28} {_figures(results[name])}  target < {target} s: {verdict}")
-        ratios = ", ".join(f"{median / results[b][0]:.1f}x {b}" for b in baselines if b != name)
+        cpu = results[name][2]
+        ratios = ", ".join(
+            f"{median / results[b][0]:.1f}x {b} (CPU {cpu / results[b][2]:.1f}x)"
+            for b in baselines
+            if b != name
+        )
         print(f"  {'':<28} = {ratios}")
         if median >= target:
             missed.append(name)
