@@ -40,6 +40,9 @@ COMMANDS = {  # name: (argv, target in seconds)
     "check ISSUE, unchanged": (CHECK, 0.5),
 }
 CACHE = ROOT / ".newsletter-cache"
+# An installed package has its .pyc files (pip compiles them); a session with
+# PYTHONDONTWRITEBYTECODE set would compile every newsletter module on every run.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 # What each command's runs delete first (untimed), to start in their cache state.
 FORGET = {"check ISSUE, no cache": CACHE, "check ISSUE, issue edited": CACHE / "inline"}
 
@@ -55,7 +58,9 @@ def run_once(argv: list[str], forget: Path | None = None) -> tuple[float, float,
     if forget:
         shutil.rmtree(forget, ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
