@@ -1,11 +1,11 @@
 """CSS inlining: MJML's HTML → the same page with its <style> rules moved into style
 attributes (premailer), for mail clients that drop <style>.
 
-`cached` keeps premailer's output in the newsletter folder's cache (compose/cache.py),
-keyed by its input: `check` and `preview` of an issue whose
-rendered page has not changed since skip premailer, and importing premailer and
-cssutils, about a third of `check`'s time. The key is the page itself (slot nonce
-aside), the installed inliner and this file, so no edit can be served stale output.
+`cached` keeps premailer's output in the newsletter folder's cache (compose/cache.py):
+`check` and `preview` of an issue whose rendered page has not changed since skip
+premailer and the import of premailer and cssutils (about 80 ms of `check`). The key
+is the page itself (slot nonce aside), the installed inliner and this file, so no
+edit can be served stale output.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _inliner() -> str:
 
 @functools.cache
 def _premailer() -> types.ModuleType:
-    """premailer, without importing `requests` (a sixth of `check`'s time): premailer
+    """premailer, without importing `requests` (about 40 ms of `check`): premailer
     imports it only to fetch external stylesheets, which allow_network=False forbids.
     Its `requests` is a stand-in that imports the real one on first use."""
     placed = sys.modules.setdefault("requests", _STANDIN) is _STANDIN
