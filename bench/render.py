@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mjml import mjml2html
 
-from newsletter.compose import render
+from newsletter.compose import inline, render
 from newsletter.compose.issue import load_issue
 from newsletter.config import load_config
 
@@ -58,7 +58,7 @@ def main() -> None:
             env, render.HTML_TEMPLATE, view, config, lambda n: ""
         ),
         "MJML → HTML": lambda: mjml2html(mjml_source),
-        "premailer inline": lambda: render.inline_css(page),
+        "premailer inline": lambda: inline.inline_css(page),
     }
     total = median_seconds(whole_issue, args.runs)
 

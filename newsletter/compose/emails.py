@@ -9,7 +9,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from newsletter.compose import render, slots
+from newsletter.compose import inline, render, slots
 from newsletter.compose.render import PreparedIssue
 from newsletter.config import Config, NewsletterSection
 
@@ -35,6 +35,6 @@ def _prepared(root: Path, newsletter: NewsletterSection, kind: str, days: int) -
     values = {"newsletter": newsletter, "subject": subject, "days": days}
     html_values = values | {k: Markup(v) for k, v in markers.items()}  # noqa: S704 (fixed ASCII)
     page = env.get_template(f"emails/{kind}.mjml.j2").render(**html_values)
-    html = render.inline_css(render.compile_mjml(page))
+    html = inline.inline_css(render.compile_mjml(page))
     text = env.get_template(f"emails/{kind}.txt.j2").render(**values, **markers)
     return render.cut(kind, subject, html, text, prefix, newsletter)

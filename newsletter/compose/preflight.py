@@ -95,7 +95,7 @@ def check_file(path, config: Config) -> list[Finding]:
     except OSError as exc:  # e.g. a folder or an unreadable file
         findings = [Finding("error", str(path), f"cannot be read ({exc.strerror})")]
     else:
-        findings = inspect(issue, prepare(issue, config), config)
+        findings = inspect(issue, prepare(issue, config, cached=True), config)
     return sorted(findings, key=_line_number)
 
 

@@ -27,7 +27,7 @@ class Preview:
 
 def write_preview(path: Path, config: Config, out: Path | None = None) -> Preview:
     """Render the issue at `path` and write both parts into `out` (default: build/)."""
-    prepared = prepare(load_issue(path), config)
+    prepared = prepare(load_issue(path), config, cached=True)
     filled = public_fill(prepared, config)
     folder = out or config.root / "build"
     html_file, text_file = folder / f"{prepared.slug}.html", folder / f"{prepared.slug}.txt"

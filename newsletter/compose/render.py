@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import functools
 import html
-import logging
-import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,9 +16,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
-from premailer import Premailer
 
-from newsletter.compose import content, slots
+from newsletter.compose import cache, content, inline, slots
 from newsletter.compose.issue import Issue
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, shown
@@ -29,19 +26,6 @@ from newsletter.links import Links
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 BUILTIN_TEMPLATES = Path(__file__).parent.parent / "defaults" / "templates"
-_STYLE = re.compile(r"<style([^>]*)>([^<]*)</style>", re.IGNORECASE)
-_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
-_MEDIA_BLOCKS = re.compile(r"(?:\s*@media[^{};]*\{)+\s*")
-# MJML hides the preheader with white 1px text; SpamAssassin scores text coloured like
-# its background (HTML_FONT_LOW_CONTRAST), so it is hidden with no colour at all.
-_MJML_PREHEADER = re.compile(r'<div style="display:none;font-size:1px;color:#ffffff;[^"]*">')
-_PREHEADER = (
-    '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;">'
-)
-# caniemail flags it and `target="_blank"`; MJML writes both on every button.
-_CURSOR_AUTO = re.compile(r"cursor:\s*auto;?\s*")
-# MJML's wrapper of the whole body, which announces the email as an article.
-_ARTICLE = re.compile(r'<div\b[^>]*\brole="article"')
 
 
 class TemplateError(NewsletterError):
@@ -101,8 +85,11 @@ def derived_subject(name: str, title: str) -> str:
     return f"{name}{joiner}{title}"
 
 
-def prepare(issue: Issue, config: Config) -> PreparedIssue:
-    env = environment(config.root)
+def prepare(issue: Issue, config: Config, cached: bool = False) -> PreparedIssue:
+    """The issue rendered once for every reader. `cached`: with compiled templates and
+    the inlined page from (and into) the folder's cache, for `check` and `preview`;
+    a send renders afresh."""
+    env = environment(config.root, cached)
     prefix = slots.new_prefix()
     view = issue_view(issue, config)
     mjml_source = render_template(
@@ -113,7 +100,8 @@ def prepare(issue: Issue, config: Config) -> PreparedIssue:
         lambda n: Markup(slots.marker(prefix, n)),  # noqa: S704 (fixed ASCII)
     )
     text = render_template(env, TEXT_TEMPLATE, view, config, lambda n: slots.marker(prefix, n))
-    page = inline_css(compile_mjml(mjml_source))
+    page = compile_mjml(mjml_source)
+    page = inline.cached(page, prefix, config.root) if cached else inline.inline_css(page)
     return cut(issue.slug, view["subject"], page, text, prefix, config.newsletter)
 
 
@@ -129,11 +117,12 @@ def cut(slug: str, subject: str, html: str, text: str, prefix: str, newsletter) 
 
 
 @functools.lru_cache(maxsize=8)
-def environment(root: Path) -> jinja2.Environment:
+def environment(root: Path, cached: bool = False) -> jinja2.Environment:
     """The editor's templates/ first; any template they have not copied comes built in.
 
     Cached per folder: compiling the templates is most of a render's cost, and
-    Jinja's auto_reload still picks up a template edited since."""
+    Jinja's auto_reload still picks up a template edited since. `cached`: compiled
+    templates are also kept in the folder's cache, for the next process."""
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(
             [
@@ -150,75 +139,16 @@ def environment(root: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The settings above are compiled into the templates: this file is in the key.
+        bytecode_cache=cache.TemplateCache(root, _compiled_by()) if cached else None,
     )
     env.filters["wrap"] = content.reflow
     return env
 
 
-def inline_css(page: str) -> str:
-    """Move <style> rules into style attributes for clients that drop <style>;
-    @media rules cannot be inlined and stay in the head."""
-    page = _STYLE.sub(_leave_alone, page)
-    _without_css_validation()
-    inlined = Premailer(
-        page,
-        allow_network=False,  # mj-font links Google Fonts; a send must not depend on the network
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        keep_style_tags=False,
-        strip_important=False,
-    ).transform(pretty_print=False)
-    # premailer drops the doctype; without it clients render in quirks mode.
-    doctype = "<!doctype html>"
-    inlined = inlined if inlined.lower().startswith(doctype) else doctype + inlined
-    return _for_mail_clients(inlined)
-
-
-def _leave_alone(style: re.Match) -> str:
-    """Mark for premailer the <style> blocks it has nothing to do for: cssutils would
-    fetch every @import (mj-font adds one for Google Fonts) even with allow_network=False,
-    and re-serialising @media blocks, which stay in the head anyway, was a third of
-    the inliner's time."""
-    attributes, css = style.groups()
-    if "data-premailer" in attributes or not ("@import" in css or _only_media(css)):
-        return style.group(0)
-    return f'<style{attributes} data-premailer="ignore">{css}</style>'
-
-
-def _only_media(css: str) -> bool:
-    """Whether every top-level rule of the stylesheet is an @media block."""
-    depth, top = 0, []
-    for char in _CSS_COMMENT.sub("", css):
-        if char == "}":
-            depth -= 1
-        elif depth == 0:
-            top.append(char)
-        depth += char == "{"
-    return depth == 0 and _MEDIA_BLOCKS.fullmatch("".join(top)) is not None
-
-
-def _for_mail_clients(page: str) -> str:
-    """What MJML writes but inboxes and spam filters hold against it: a white-on-white
-    preheader, `target="_blank"`, `cursor:auto`; and a main landmark for screen
-    readers (webmail passes roles through, and axe asks for one)."""
-    page = _MJML_PREHEADER.sub(_PREHEADER, page, count=1)
-    page = _CURSOR_AUTO.sub("", page.replace(' target="_blank"', ""))
-    article, end = _ARTICLE.search(page), page.rfind("</body>")
-    if article and end > article.start() and 'role="main"' not in page:
-        start = article.start()
-        page = f'{page[:start]}<div role="main">{page[start:end]}</div>{page[end:]}'
-    return page
-
-
 @functools.cache
-def _without_css_validation() -> None:
-    """premailer validates every inline style against cssutils' CSS profiles even with
-    disable_validation=True (merge_styles ignores it). Validating only logs, and the
-    output is the same without it, but compiling the profiles' regular expressions
-    is about half of a process's first render: `check` would pay it every time."""
-    import cssutils
-
-    cssutils.profile.removeProfile(all=True)
+def _compiled_by() -> str:
+    return cache.fingerprint(jinja2.__version__, Path(__file__))
 
 
 def issue_view(issue: Issue, config: Config) -> dict[str, Any]:
