@@ -63,8 +63,8 @@ class RateLimitStorage(Storage):
         values = {"key": self.hashed(key), "amount": amount, "until": now + expiry, "now": now}
         with self.engine.begin() as connection:
             if self._postgres:
-                # A hit lost to a server crash (the last fraction of a second) costs
-                # nothing worth an fsync: this halves a hit's time, or better.
+                # A hit lost to a server crash (the last fraction of a second) is not
+                # worth waiting for the WAL's fsync: a hit takes a fraction of the time.
                 connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             count = connection.execute(self._upsert, values).scalar_one()
         self._sweep(now)
