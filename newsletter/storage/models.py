@@ -232,3 +232,16 @@ class BounceEvent(Base):
     score: Mapped[float] = mapped_column(Float, default=0.0)
     detail: Mapped[str | None] = mapped_column(String(500))  # status code, reporter, …
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateLimit(Base):
+    """One fixed rate-limit window (web signups): shared by every `serve` process and
+    kept across restarts. The key is a keyed hash of the limit's key, which names an
+    IP or an email address: the table never holds either."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    # Epoch seconds; a row past it counts as empty and is swept away now and then.
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

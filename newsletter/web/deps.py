@@ -3,19 +3,19 @@ routers ask for it as a FastAPI dependency (`ctx: Context`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Engine
 
 from newsletter.compose import render
 from newsletter.config import Config
 from newsletter.links import Links
 from newsletter.service.outbox import Courier
+from newsletter.storage.ratelimits import RateLimitStorage
 from newsletter.tokens import Signer, secret_of
 from newsletter.web.pages import Pages
 
@@ -37,13 +37,14 @@ class WebContext:
     limits: Limits
     # Delivers the outbox while the app runs (started and stopped by its lifespan).
     courier: Courier
-    limiter: MovingWindowRateLimiter = field(
-        default_factory=lambda: MovingWindowRateLimiter(MemoryStorage())
-    )
+    # Counted in the database: every `serve` on it shares the limits, and a restart
+    # keeps them. A database that refuses the hit refuses the request (503).
+    limiter: FixedWindowRateLimiter
 
     @classmethod
     def build(cls, config: Config, engine: Engine) -> WebContext:
-        signer = Signer(secret_of(config))
+        secret = secret_of(config)
+        signer = Signer(secret)
         links = Links(config.newsletter.base_url, signer)
         web = config.web
         limits = Limits(
@@ -53,7 +54,8 @@ class WebContext:
         )
         pages = Pages(render.environment(config.root), config, links)
         courier = Courier(config, engine, web.outbox_interval)
-        return cls(config, engine, signer, links, pages, limits, courier)
+        limiter = FixedWindowRateLimiter(RateLimitStorage(engine, secret))
+        return cls(config, engine, signer, links, pages, limits, courier, limiter)
 
     def mail_queued(self) -> None:
         """A request put mail in the outbox: have it delivered soon. The courier waits
