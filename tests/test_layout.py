@@ -345,3 +345,20 @@ def test_newsletter_help_loads_none_of_the_heavy_libraries():
     assert "Commands:" in result.stdout
     loaded = result.stdout.rsplit("LOADED:", 1)[1].split()
     assert not loaded, f"newsletter --help imports {', '.join(loaded)}"
+
+
+def test_a_worker_without_dkim_or_an_issue_to_render_loads_neither_openssl_nor_premailer():
+    """Every worker process pays for what it imports (the memory target is per worker):
+    the DKIM signer and the CSS inliner load only when they have work."""
+    script = (
+        "import sys\n"
+        "import newsletter.service.worker, newsletter.service.sending\n"
+        "print('LOADED:', ' '.join(n for n in ('cryptography', 'premailer', 'cssutils')"
+        " if n in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    loaded = result.stdout.rsplit("LOADED:", 1)[1].split()
+    assert not loaded, f"a worker imports {', '.join(loaded)} before it needs them"

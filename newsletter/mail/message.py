@@ -28,7 +28,6 @@ from newsletter.config import Config
 from newsletter.fields import greeting_name
 from newsletter.links import Links
 from newsletter.mail import mime
-from newsletter.mail.dkim import load_key
 from newsletter.mail.mime import SMTP, MessageError
 from newsletter.tokens import Signer
 
@@ -107,7 +106,7 @@ class MessageFactory:
         self.web_url = self.links.web(prepared.slug)
         self._archive_url = self.links.archive()
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
-        self._dkim = load_key(config)
+        self._dkim = signing_key(config)
         self._build_skeleton()
 
     @property
@@ -276,3 +275,13 @@ class MessageFactory:
         keys = {key for key, _ in self._tail if ":" in key}
         # (key, part, slot name) of the slots filled per recipient, split once here.
         self._slot_keys = tuple((k, *k.split(":", 1)) for k in sorted(keys - set(self._constants)))
+
+
+def signing_key(config: Config):
+    """The [dkim] key, checked; None without a key_file. OpenSSL's bindings (some
+    7 MB) are loaded only when there is a key to sign with."""
+    if not config.dkim.key_file:
+        return None
+    from newsletter.mail.dkim import load_key
+
+    return load_key(config)

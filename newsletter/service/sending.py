@@ -22,8 +22,7 @@ from newsletter.compose.render import PreparedIssue, prepare
 from newsletter.compose.slots import SlotTemplate, marker, new_prefix
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.mail.dkim import load_key
-from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.mail.message import MessageFactory, Recipient, signing_key
 from newsletter.mail.transport import Reply, TransportError, helo_name, send_one
 from newsletter.service.interrupt import interruptible
 from newsletter.service.runner import Report, Runner
@@ -139,7 +138,7 @@ def checked_issue(settings: Config, path: Path, refused: str = "not sent") -> Ch
 
 def plan(settings: Config, path: Path) -> Plan:
     secret_of(settings)  # refuse before any work when links cannot be signed
-    load_key(settings)  # and when mail cannot be: a bad [dkim] key, before the send starts
+    signing_key(settings)  # and when mail cannot be: a bad [dkim] key, before the send starts
     checked = checked_issue(settings, path)
     log = delivery_log(settings)
     existing = log.find(checked.prepared.slug)
@@ -173,7 +172,7 @@ def plan_stored(settings: Config, slug: str) -> Plan:
     """The plan of a scheduled send from what was stored when it was scheduled: the
     worker's host needs no issue files."""
     secret_of(settings)
-    load_key(settings)
+    signing_key(settings)
     log = delivery_log(settings)
     record = log.find(slug)
     if record is None or record.state != SendState.scheduled:
@@ -189,7 +188,7 @@ def plan_retry(settings: Config, slug: str, as_typed: str) -> Plan:
     """Send again to the deliveries of a started send that ended `failed`: the same
     stored bodies, and nobody who was sent, bounced or skipped."""
     secret_of(settings)
-    load_key(settings)
+    signing_key(settings)
     log = delivery_log(settings)
     record = log.find(slug)
     if record is None or not record.started:
