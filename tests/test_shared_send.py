@@ -157,3 +157,48 @@ def test_status_json_lists_the_workers_of_a_shared_send(cli, folder, shared):
     assert len(workers) == 2 and all(w["sent"] > 0 for w in workers)
     assert sum(w["sent"] for w in workers) == 200
     assert all(w["host"] and w["pid"] and w["last_seen"] for w in workers)
+
+
+def test_two_workers_and_the_send_share_two_relays_through_a_kill_and_a_lost_relay(
+    cli, folder, backend
+):
+    """The work item's whole story: one `send`, two workers, two relays; one worker is
+    killed with -9 and one relay stops mid-send; everyone still gets the issue once
+    (or twice with the same Message-ID), with nobody doing anything."""
+    from smtp_server import SmtpServer
+
+    two = SmtpServer().__enter__()  # stopped mid-send, below
+    with SmtpServer() as one:
+        use_smtp(folder, one.port, claim_lease=2)
+        with (folder / "newsletter.toml").open("a") as f:
+            for name, server in (("one", one), ("two", two)):
+                f.write(
+                    f'\n[[smtp.relays]]\nname = "{name}"\nhost = "127.0.0.1"\n'
+                    f'port = {server.port}\nsecurity = "none"\nconnections = 2\nrate = 60\n'
+                )
+        check_often(folder)
+        subscribe(cli, folder, 600)
+        workers = [start_worker(folder) for _ in range(2)]
+        try:
+            for worker in workers:
+                assert worker.stdout.readline() == "worker: sends, outbox\n"
+            sender = start(folder, "send", ISSUE, "--yes")
+            senders = lambda: {d.worker for d in deliveries(folder)} - {None}  # noqa: E731
+            wait_for(lambda: len(senders()) == 3, sender, seconds=30)
+            workers[0].kill()  # kill -9, with claims in hand
+            two.controller.stop()  # the second relay goes away
+            _, err = sender.communicate(timeout=120)
+            assert sender.returncode == 0, err
+        finally:
+            for process in (*workers, sender):
+                process.kill()
+        received = one.handler.by_rcpt()
+        for rcpt, copies in two.handler.by_rcpt().items():
+            received.setdefault(rcpt, []).extend(copies)
+    assert len(received) == 600
+    assert all(len({c.message["Message-ID"] for c in copies}) == 1 for copies in received.values())
+    status = json.loads(cli("status", SLUG, "--json").stdout)
+    assert status["counts"]["pending"] == 0 and status["counts"]["sent"] == 600
+    assert len([w for w in status["workers"] if w["sent"] > 0]) == 3
+    relays = {r["name"]: r for r in status["relays"]}
+    assert relays["one"]["sent"] > 0 and relays["two"]["sent"] > 0
