@@ -130,6 +130,8 @@ def reply_end(buffer: bytearray) -> int | None:
 
 def parse_reply(raw: bytes) -> Reply:
     """One whole reply (all its lines, as cut by `reply_end`)."""
+    if raw[:3].isdigit() and raw.find(b"\n") == len(raw) - 1:  # one line: most replies
+        return Reply(int(raw[:3]), raw[4:].rstrip(b"\r\n").decode("utf-8", "replace"))
     lines = raw.decode("utf-8", "replace").split("\r\n" if b"\r\n" in raw else "\n")
     lines = [line.rstrip("\r\n") for line in lines if line]
     try:
