@@ -39,6 +39,7 @@ class ScriptedHandler:
     transactions: int = 0
     sessions: int = 0  # EHLOs: one per connection
     rcpt_times: dict[str, list[float]] = field(default_factory=dict)
+    pipelining: bool = True  # advertised in EHLO (aiosmtpd itself takes pipelined commands)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, address: str, *replies, at: str = "rcpt") -> None:
@@ -55,6 +56,8 @@ class ScriptedHandler:
         session.host_name = hostname
         with self.lock:
             self.sessions += 1
+        if not self.pipelining:
+            return responses
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):

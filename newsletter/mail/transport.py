@@ -3,6 +3,9 @@
 When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in
 one write and their replies are read together: two round trips a message
 instead of four. That, not the CPU, is what caps smtplib's throughput.
+
+The replies are read by an asyncio Protocol (replies.py): a message costs its
+task two wake-ups, one for the envelope's replies and one for the final reply.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import functools
 import socket
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 from newsletter.config import SmtpSection
+from newsletter.mail.replies import Reply, ReplyReader, TransportError
+from newsletter.mail.replies import reply_end as reply_end  # public here since before replies.py
 from newsletter.sections import HOSTNAME
 
 FINAL_REPLY_TIMEOUT = 600.0
-MAX_REPLY = 65536  # bytes of a reply still without its last line: not a sane server
 
 
 def _why(exc: BaseException) -> str:
@@ -51,30 +54,8 @@ def machine_name() -> str:
     return name if len(name) <= 253 and HOSTNAME.match(name) and "[" not in name else "localhost"
 
 
-class TransportError(Exception):
-    """The connection failed, dropped, or the server said 421 (closing)."""
-
-
 class AuthError(TransportError):
     """The server refused our login: retrying cannot help."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    code: int
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"[:500]
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.code < 300
-
-    @property
-    def transient(self) -> bool:
-        # 552 (mailbox full / storage exceeded) is treated as temporary, as RFC 5321 suggests.
-        return 400 <= self.code < 500 or self.code == 552
 
 
 class Connection:
@@ -82,9 +63,8 @@ class Connection:
         self.settings = settings
         self.helo = helo or helo_name(settings)
         self.extensions: set[str] = set()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._buffer = bytearray()  # read from the server, not yet taken as replies
+        self._transport: asyncio.Transport | None = None
+        self._protocol: ReplyReader | None = None
 
     @property
     def pipelining(self) -> bool:
@@ -101,28 +81,42 @@ class Connection:
                 raise AuthError(f"smtp.ca_file: {s.ca_file} cannot be read ({_why(exc)})") from None
         try:
             async with asyncio.timeout(s.timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    s.host, s.port, ssl=context if s.security == "tls" else None
-                )
+                await self._connect(context if s.security == "tls" else None)
                 self._expect(await self._reply(), 220)
                 await self._ehlo()
                 if s.security == "starttls":
-                    if "STARTTLS" not in self.extensions:
-                        raise AuthError(f"{s.host}:{s.port} does not offer STARTTLS")
-                    self._expect(await self._command("STARTTLS"), 220)
-                    self._buffer.clear()  # nothing sent before the handshake may be trusted
-                    await self._writer.start_tls(context, server_hostname=s.host)
-                    await self._ehlo()
+                    await self._starttls(context)
                 if s.username:
                     await self._login(
                         s.username, s.password.get_secret_value() if s.password else ""
                     )
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, UnicodeError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:
             await self.close()
             raise TransportError(f"cannot connect to {s.host}:{s.port} ({_why(exc)})") from None
         except TransportError:
             await self.close()
             raise
+
+    async def _connect(self, context: ssl.SSLContext | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, self._protocol = await loop.create_connection(
+            lambda: ReplyReader(loop), self.settings.host, self.settings.port, ssl=context
+        )
+
+    async def _starttls(self, context: ssl.SSLContext | None) -> None:
+        s = self.settings
+        if "STARTTLS" not in self.extensions:
+            raise AuthError(f"{s.host}:{s.port} does not offer STARTTLS")
+        self._expect(await self._command("STARTTLS"), 220)
+        # Nothing received before the handshake may be trusted.
+        self._protocol.buffer.clear()
+        self._protocol.replies.clear()
+        loop = asyncio.get_running_loop()
+        self._transport = await loop.start_tls(
+            self._transport, self._protocol, context, server_hostname=s.host
+        )
+        self._protocol.transport = self._transport
+        await self._ehlo()
 
     async def send(
         self,
@@ -144,7 +138,7 @@ class Connection:
             data = wire_format(data)
         try:
             return await self._transaction(sender, recipient, data, gate)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (OSError, TimeoutError) as exc:
             await self.close()
             raise TransportError(f"connection lost ({_why(exc)})") from None
         except TransportError:
@@ -154,28 +148,9 @@ class Connection:
     async def _transaction(
         self, sender: str, recipient: str, data: bytes, gate: Awaitable | None
     ) -> tuple[str, Reply]:
-        envelope = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
-        async with asyncio.timeout(self.settings.timeout):
-            if self.pipelining:
-                self._write("".join(f"{line}\r\n" for line in envelope).encode())
-                mail, rcpt, ready = (await self._reply(), await self._reply(), await self._reply())
-            else:
-                mail = await self._command(envelope[0])
-                rcpt = await self._command(envelope[1]) if mail.ok else mail
-                ready = await self._command("DATA") if rcpt.ok else rcpt
-            for reply in (mail, rcpt, ready):
-                if reply.code == 421:
-                    raise TransportError(f"server closing: {reply}")
-            if ready.code != 354:
-                await self._command("RSET")
-                if not mail.ok:
-                    return "mail", mail
-                return ("rcpt", rcpt) if not rcpt.ok else ("data", ready)
-            if not (mail.ok and rcpt.ok):  # a server that said 354 anyway: end the empty data
-                self._write(b".\r\n")
-                await self._reply()
-                await self._command("RSET")
-                return ("mail", mail) if not mail.ok else ("rcpt", rcpt)
+        refused = await self._envelope(sender, recipient)
+        if refused is not None:
+            return refused
         if gate is not None:
             try:
                 await gate
@@ -183,29 +158,55 @@ class Connection:
                 await self.close()  # without the final dot the server keeps nothing
                 raise
         # RFC 5321 4.5.3.2.6 allows ten minutes for the reply to the final dot: giving
-        # up sooner would resend a message the server may be busy accepting.
-        async with asyncio.timeout(max(self.settings.timeout, FINAL_REPLY_TIMEOUT)):
-            self._write(data + b".\r\n")
-            await self._writer.drain()
-            final = await self._reply()
-        if final.code == 421:
-            raise TransportError(f"server closing: {final}")
+        # up sooner would resend a message the server may be busy accepting. No drain:
+        # the reply cannot come before the last byte has gone.
+        self._write_all((data, b".\r\n"))
+        (final,) = await self._replies(1, max(self.settings.timeout, FINAL_REPLY_TIMEOUT))
         return "data", final
 
+    async def _envelope(self, sender: str, recipient: str) -> tuple[str, Reply] | None:
+        """MAIL, RCPT and DATA; None once the server said 354, else (stage, refusal)."""
+        envelope = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+        if self.pipelining:
+            self._write(envelope.encode())
+            mail, rcpt, ready = await self._replies(3)
+        else:
+            mail, rcpt, ready = await self._one_by_one(envelope.split("\r\n")[:3])
+        if ready.code != 354:
+            await self._command("RSET")
+            if not mail.ok:
+                return "mail", mail
+            return ("rcpt", rcpt) if not rcpt.ok else ("data", ready)
+        if not (mail.ok and rcpt.ok):  # a server that said 354 anyway: end the empty data
+            self._write(b".\r\n")
+            await self._reply()
+            await self._command("RSET")
+            return ("mail", mail) if not mail.ok else ("rcpt", rcpt)
+        return None
+
+    async def _one_by_one(self, commands: list[str]) -> list[Reply]:
+        """Each command once the one before it was accepted; a refusal stands in
+        for the replies to the commands never sent."""
+        replies: list[Reply] = []
+        for line in commands:
+            reply = replies[-1] if replies and not replies[-1].ok else await self._command(line)
+            replies.append(reply)
+        return replies
+
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        self._buffer.clear()
-        if writer is None:
+        transport, self._transport = self._transport, None
+        protocol, self._protocol = self._protocol, None
+        if transport is None:
             return
         try:
-            writer.write(b"QUIT\r\n")
-            writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1)
+            transport.write(b"QUIT\r\n")
+            transport.close()
+            await asyncio.wait_for(asyncio.shield(protocol.closed), 1)
         except (OSError, TimeoutError, ssl.SSLError):
             pass
 
     async def _ehlo(self) -> None:
-        reply = await self._command(f"EHLO {self.helo}", multiline=True)
+        reply = await self._command(f"EHLO {self.helo}")
         if not reply.ok:
             raise TransportError(f"EHLO refused: {reply}")
         lines = reply.text.split("\n")[1:]
@@ -218,37 +219,33 @@ class Connection:
             # The reply, never the password, goes into the message.
             raise AuthError(f"login as {username!r} refused: {reply}")
 
-    async def _command(self, line: str, multiline: bool = False) -> Reply:
+    async def _command(self, line: str) -> Reply:
         self._write(f"{line}\r\n".encode())
-        return await self._reply(multiline)
+        return await self._reply()
 
     def _write(self, data: bytes) -> None:
-        if self._writer is None:
+        if self._transport is None:
             raise TransportError("not connected")
-        self._writer.write(data)
+        self._transport.write(data)
 
-    async def _reply(self, multiline: bool = False) -> Reply:
-        """The next reply, whole (all its lines). The socket is read in chunks, not
-        line by line: pipelined replies arrive together and are parsed without
-        waiting on the network again."""
-        if self._reader is None:
+    def _write_all(self, pieces: tuple[bytes, ...]) -> None:
+        if self._transport is None:
             raise TransportError("not connected")
-        while (end := reply_end(self._buffer)) is None:
-            if len(self._buffer) > MAX_REPLY:
-                raise TransportError("the server sent a reply line over 64 KB")
-            chunk = await self._reader.read(65536)
-            if not chunk:
-                raise TransportError("connection closed by the server")
-            self._buffer += chunk
-        raw = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        lines = raw.decode("utf-8", "replace").split("\r\n" if b"\r\n" in raw else "\n")
-        lines = [line.rstrip("\r\n") for line in lines if line]
-        try:
-            code = int(lines[-1][:3])
-        except ValueError:
-            raise TransportError(f"not an SMTP reply: {lines[-1][:100]!r}") from None
-        return Reply(code, "\n".join(line[4:] for line in lines))
+        self._transport.writelines(pieces)  # one send (sendmsg from Python 3.12 on)
+
+    async def _reply(self) -> Reply:
+        return (await self._replies(1))[0]
+
+    async def _replies(self, count: int, timeout: float | None = None) -> list[Reply]:
+        """The next `count` whole replies. A 421 (the server is closing) among them
+        ends the connection: no reply after it will come."""
+        if self._protocol is None:
+            raise TransportError("not connected")
+        replies = await self._protocol.take(count, timeout or self.settings.timeout)
+        for reply in replies:
+            if reply.code == 421:
+                raise TransportError(f"server closing: {reply}")
+        return replies
 
     @staticmethod
     def _expect(reply: Reply, code: int) -> None:
@@ -266,14 +263,3 @@ async def send_one(settings: SmtpSection, helo: str, sender: str, to: str, data:
         return reply
     finally:
         await connection.close()
-
-
-def reply_end(buffer: bytearray) -> int | None:
-    """Where the first whole reply in `buffer` ends: after its last line, the one
-    whose fourth character is not "-" (RFC 5321 4.2.1); None when it is incomplete."""
-    start = 0
-    while (newline := buffer.find(b"\n", start)) != -1:
-        if newline - start < 4 or buffer[start + 3] != 0x2D:  # "-"
-            return newline + 1
-        start = newline + 1
-    return None

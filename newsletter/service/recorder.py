@@ -6,6 +6,12 @@ Results that arrive while a commit runs are committed together in the next
 one (a group commit), so commits keep up with any send rate. Each submitted
 result gets a future that resolves when its transaction has committed; the
 runner waits on it before the next message on that connection goes out.
+
+SQLite is the exception: its commit is a few dozen microseconds of this
+process's own CPU, less than handing the results to the thread costs (a
+wake-up, the GIL passed back and forth, a wake-up back), so results are
+committed on the event loop itself, once per turn of it. Claims and lease
+renewals still go to the thread.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from newsletter.errors import NewsletterError
 from newsletter.storage.delivery_log import DeliveryLog, Result
 from newsletter.storage.models import DeliveryState
+from newsletter.storage.result_writer import ResultWriter
 
 
 class RecordError(NewsletterError):
@@ -57,6 +64,8 @@ class Recorder:
         self.unrecorded: list[Result] = []  # results a failed commit left behind
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._outgoing: list[tuple[Result, asyncio.Future]] = []
+        self._inline = log.engine.dialect.name == "sqlite"
+        self._writer, self._broken = self._open_writer() if self._inline else (None, None)
         self._thread = threading.Thread(target=self._work, name="delivery-log", daemon=True)
         self._thread.start()
 
@@ -73,7 +82,10 @@ class Recorder:
 
     def _hand_over(self) -> None:
         batch, self._outgoing = self._outgoing, []
-        self._queue.put(("batch", batch))
+        if self._inline:
+            self._commit(batch, self.loop.call_soon)
+        else:
+            self._queue.put(("batch", batch))
 
     def call(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
         """Run another write (a claim, a lease renewal) in turn with the results."""
@@ -86,17 +98,22 @@ class Recorder:
             self._hand_over()
         self._queue.put((_STOP, None))
         await asyncio.to_thread(self._thread.join)
+        if self._inline and self._writer is not None:
+            self._writer.close()
+
+    def _open_writer(self) -> tuple[ResultWriter | None, RecordError | None]:
+        try:
+            return self.log.writer(), None
+        except SQLAlchemyError as exc:
+            return None, RecordError(f"cannot open the delivery log ({first_line(exc)})")
 
     def _work(self) -> None:
-        try:
-            self._writer = self.log.writer()
-        except SQLAlchemyError as exc:
-            self._writer = None
-            self._broken = RecordError(f"cannot open the delivery log ({first_line(exc)})")
+        if not self._inline:
+            self._writer, self._broken = self._open_writer()
         try:
             self._loop_until_stopped()
         finally:
-            if self._writer is not None:
+            if not self._inline and self._writer is not None:
                 self._writer.close()
 
     def _loop_until_stopped(self) -> None:
@@ -109,14 +126,18 @@ class Recorder:
                     break
             results = [pair for kind, pairs in batch if kind == "batch" for pair in pairs]
             if results:
-                self._commit(results)
+                self._commit(results, self.loop.call_soon_threadsafe)
             for item, future in batch:
                 if item is _STOP:
                     return
                 if isinstance(item, tuple):
                     self._run_call(item, future)
 
-    def _commit(self, items: Sequence[tuple[Result, asyncio.Future]]) -> None:
+    def _commit(
+        self, items: Sequence[tuple[Result, asyncio.Future]], call: Callable[..., Any]
+    ) -> None:
+        """Commit, then `call` (the loop's call_soon, thread-safe from the thread)
+        settles the futures."""
         results = [r for r, _ in items]
         try:
             if self._writer is None:
@@ -129,11 +150,11 @@ class Recorder:
                 if isinstance(exc, RecordError)
                 else RecordError(f"cannot write the delivery log ({first_line(exc)})")
             )
-            self.loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
+            call(_settle, [f for _, f in items], error)
             return
         finished = sum(r.state != DeliveryState.pending for r in results)
-        self.loop.call_soon_threadsafe(_settle, [f for _, f in items], None)
-        self.loop.call_soon_threadsafe(self.on_recorded, finished)
+        call(_settle, [f for _, f in items], None)
+        call(self.on_recorded, finished)
 
     def _run_call(self, item: tuple, future: asyncio.Future) -> None:
         function, args = item
