@@ -19,8 +19,11 @@ class Pacer:
     """A global messages-per-second limit shared by every connection (0: no limit)."""
 
     def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
+        self.set_rate(rate)
         self.next = 0.0
+
+    def set_rate(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
 
     async def wait(self) -> None:
         if not self.interval:

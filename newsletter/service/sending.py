@@ -321,7 +321,8 @@ def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
     data, sender = factory.build(recipient), factory.envelope_sender(recipient)
     try:
         helo = helo_name(settings.smtp)
-        reply = asyncio.run(send_one(settings.smtp, helo, sender, to, data))
+        relay = settings.smtp.relay_list()[0].settings  # one copy: the first relay is enough
+        reply = asyncio.run(send_one(relay, helo, sender, to, data))
     except TransportError as exc:
         raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
     return to, reply
