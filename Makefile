@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/relays.py
 	$(BIN)/python bench/cli.py
 	cd bench && ../$(BIN)/python crash.py
 
