@@ -9,6 +9,7 @@ import pytest
 from conftest import use_smtp
 from test_relays import ISSUE, config_of, use_relays
 
+from newsletter.compose.configcheck import concerns
 from newsletter.config import ConfigError, load_config
 
 
@@ -95,3 +96,16 @@ def test_a_relay_config_mistake_is_one_error_line_from_the_cli(cli, folder):
     assert result.exit_code == 1
     assert "smtp.relays[1].connections: 0 is out of range" in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_a_relay_login_without_its_password_is_caught_before_any_connection(cli, folder):
+    use_relays(folder, [{"name": '"mx"', "port": 25}, {"name": '"auth"', "username": '"dana"'}])
+    result = cli("check", ISSUE)
+    assert result.exit_code == 1
+    assert (
+        "error: smtp.relays[2].username is 'dana' but no password is set, so the relay would "
+        "refuse the login; set NEWSLETTER_SMTP_RELAY_AUTH_PASSWORD" in result.output
+    )
+    env = {"NEWSLETTER_SMTP_RELAY_AUTH_PASSWORD": "s3cr3t"}
+    config = load_config(folder / "newsletter.toml", environ=env)
+    assert not [c for c in concerns(config) if "relays" in c.message]
