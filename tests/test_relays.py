@@ -113,6 +113,21 @@ def test_a_relay_that_refuses_connections_rests_and_the_other_sends_everything(c
     assert "up" not in relay_states(folder)  # a healthy relay writes nothing
 
 
+def test_a_relay_rested_mid_failure_does_not_pause_the_send(cli, folder):
+    # Six connections fail at once; after two the relay rests, and the four failures
+    # still under way say nothing new: the send must not count them towards a pause.
+    subscribe(cli, 6)
+    with SmtpServer() as up:
+        use_relays(
+            folder,
+            [{"name": '"down"', "port": free_port(), "connections": 6}, {"port": up.port}],
+            cool_after=2,
+            pause_after=4,
+        )
+        report = run_send(folder).report
+    assert report.paused is None and report.sent == 6
+
+
 def test_a_relay_that_keeps_saying_421_rests_and_its_messages_go_to_the_other(cli, folder):
     addresses = subscribe(cli, 10)
     with SmtpServer() as flaky, SmtpServer() as good:

@@ -66,6 +66,8 @@ class RelayPool:
     def failed(self, route: Route) -> float | None:
         """Count a connection failure on `route`; when it cools the relay, the end of
         its rest (epoch seconds) for the relays table."""
+        if route.cooling:
+            return None  # an attempt begun before it was rested: counted already, in effect
         route.backoff.failed()
         self.streak += 1
         if route.backoff.streak >= self.cool_after and not route.cooling and self._others(route):
