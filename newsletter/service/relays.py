@@ -43,7 +43,7 @@ class Route:
 
     @property
     def cooling(self) -> bool:
-        return self.rest_left() > 0
+        return bool(self.cool_until) and self.rest_left() > 0
 
     def rest_left(self) -> float:
         return self.cool_until - asyncio.get_running_loop().time()

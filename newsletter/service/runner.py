@@ -18,7 +18,6 @@ at most one message per connection.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 import time
@@ -328,8 +327,10 @@ class Runner:
         setattr(self.report, state.value, getattr(self.report, state.value) + 1)
         mid = message_id if state == DeliveryState.sent else None
         attempts = item.attempts + 1 if attempts is None else attempts
-        result = Result(item.delivery_id, item.subscriber_id, state, attempts, reply, mid)
-        return self.recorder.submit(dataclasses.replace(result, worker=self.worker, relay=relay))
+        result = Result(
+            item.delivery_id, item.subscriber_id, state, attempts, reply, mid, self.worker, relay
+        )
+        return self.recorder.submit(result)
 
     def _retry(self, item: Claimed, reason: str, relay: str) -> asyncio.Future:
         # The log counts every attempt ever made; the limit counts this run's.
