@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/dkim.py
+	$(BIN)/python bench/relays.py
 	$(BIN)/python bench/cli.py
 	cd bench && ../$(BIN)/python crash.py
 

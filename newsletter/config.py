@@ -35,6 +35,7 @@ from newsletter.sections import (
     ScheduleSection,
     SmtpSection,
     WebSection,
+    password_variable,
     zone,
 )
 
@@ -171,6 +172,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
                 f"in {CONFIG_FILE}; set {ENV_PREFIX}{section.upper()}_{key.upper()} or put it "
                 f"in {SECRETS_FILE} (git-ignored)"
             )
+    _refuse_relay_passwords(path, text, data)
     sources: dict[str, tuple[str, str]] = {"": (str(path), text)}
     secrets_path = path.parent / SECRETS_FILE
     if secrets_path.is_file():
@@ -181,12 +183,17 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
         for section, values in secrets.items():
             for key in values:
                 sources[f"{section}.{key}"] = (str(secrets_path), secrets_text)
+    relay_passwords: dict[str, str] = {}
     for section, key, value, var in _from_env(environ):
+        if section == "smtp" and key.startswith("relay_") and key.endswith("_password"):
+            relay_passwords[var] = value
+            continue
         data.setdefault(section, {})
         if not isinstance(data[section], dict):
             continue
         data[section][key] = value
         sources[f"{section}.{key}"] = (var, "")
+    _give_relay_passwords(data, relay_passwords)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -194,6 +201,59 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
     config._root = path.parent.resolve()
     config._sources = sources
     return config
+
+
+def _relay_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
+    smtp = data.get("smtp")
+    relays = smtp.get("relays") if isinstance(smtp, dict) else None
+    return [r for r in relays if isinstance(r, dict)] if isinstance(relays, list) else []
+
+
+def _refuse_relay_passwords(path: Path, text: str, data: dict[str, Any]) -> None:
+    for index, relay in enumerate(_relay_entries(data)):
+        if "password" in relay:
+            raise ConfigError(
+                f"{path}:{_relay_line(text, index, 'password')}: smtp.relays[{index + 1}]."
+                f"password: secrets do not belong in {CONFIG_FILE}; set "
+                f"{password_variable(_relay_name(data, relay))} instead"
+            )
+
+
+def _relay_name(data: dict[str, Any], relay: dict[str, Any]) -> str:
+    """A relay's name before validation, as SmtpSection.relay_list will give it."""
+    if relay.get("name"):
+        return str(relay["name"]).strip()
+    port = relay.get("port", data["smtp"].get("port", SmtpSection.model_fields["port"].default))
+    return f"{str(relay.get('host', '')).strip()}:{str(port).strip()}"
+
+
+def _give_relay_passwords(data: dict[str, Any], passwords: dict[str, str]) -> None:
+    """NEWSLETTER_SMTP_RELAY_<NAME>_PASSWORD into the [[smtp.relays]] entry it names."""
+    relays = {password_variable(_relay_name(data, r)): r for r in _relay_entries(data)}
+    for var, value in passwords.items():
+        if var not in relays:
+            names = ", ".join(sorted(relays)) or "none, as no [[smtp.relays]] are listed"
+            raise ConfigError(
+                f"{var}: no relay in [[smtp.relays]] has this password variable (theirs: "
+                f"{names}); fix the variable's name or the relay's name"
+            )
+        relays[var]["password"] = value
+
+
+def _relay_line(text: str, index: int, key: str) -> int:
+    """The line of `key` in the index-th [[smtp.relays]] entry (its header without it)."""
+    lines = text.splitlines()
+    headers = [n for n, line in enumerate(lines, 1) if line.strip() == "[[smtp.relays]]"]
+    if index >= len(headers):
+        return _line_of(text, "smtp", "relays")
+    start = headers[index]
+    for number in range(start + 1, len(lines) + 1):
+        stripped = lines[number - 1].strip()
+        if stripped.startswith("["):
+            break
+        if key and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return start
 
 
 def _read(path: Path) -> str:
@@ -284,16 +344,21 @@ def _line_of(text: str, section: str, key: str) -> int:
 def _config_error(exc: ValidationError, sources: dict[str, tuple[str, str]]) -> ConfigError:
     lines = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        # A clash between relays names the entry and field it is found at.
+        loc = tuple(error["loc"]) + getattr(error.get("ctx", {}).get("error"), "loc", ())
         field = dotted(loc)
         source_key = f"{loc[0]}.{loc[1]}" if len(loc) > 1 else ""
         path, text = sources.get(source_key, sources[""])
+        relay = loc[:2] == ("smtp", "relays") and len(loc) > 2 and isinstance(loc[2], int)
         if not text:  # from an environment variable, whose name says where it is
             where = path
+        elif relay:
+            where = f"{path}:{_relay_line(text, loc[2], str(loc[3]) if len(loc) > 3 else '')}"
         else:
             line = _line_of(text, str(loc[0]), str(loc[1]) if len(loc) > 1 else "")
             where = f"{path}:{line}"
         secret = len(loc) > 1 and str(loc[1]) in SECRETS.get(str(loc[0]), set())
+        secret = secret or (relay and loc[-1] == "password")
         what = explain(error, Config, secret=secret)
         info = getattr(Config.model_fields.get(str(loc[0])), "annotation", None)
         spec = getattr(info, "model_fields", {}).get(str(loc[1])) if len(loc) == 2 else None

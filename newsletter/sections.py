@@ -6,9 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from newsletter.fields import OneLine, WebUrl
 
@@ -22,10 +31,76 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+Security = Literal["starttls", "tls", "none"]
+# What a relay has of its own; whatever else it needs (timeout, helo_name) is [smtp]'s.
+RELAY_FIELDS = (
+    "host",
+    "port",
+    "security",
+    "username",
+    "password",
+    "ca_file",
+    "connections",
+    "rate",
+)
+# What a relay left out and takes from [smtp]. Never the login: it belongs to one server,
+# and [smtp]'s password must not be offered to another.
+INHERITED = ("port", "security", "ca_file", "connections", "rate")
+
+
+class RelayConflict(ValueError):
+    """Two [[smtp.relays]] entries clash; `loc` says which entry and field."""
+
+    def __init__(self, index: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.loc = ("relays", index, field)
+
+
+class RelaySection(Section):
+    """One [[smtp.relays]] entry: a server the send spreads its messages over. Left-out
+    fields take [smtp]'s value, except username and password; the password comes
+    from NEWSLETTER_SMTP_RELAY_<NAME>_PASSWORD (see `password_variable`)."""
+
+    name: OneLine | None = Field(
+        None, min_length=1, max_length=100, description="default: host:port"
+    )
+    host: OneLine = Field(min_length=1, description="the relay's host name or address")
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Security | None = None
+    username: OneLine | None = None
+    password: SecretStr | None = None
+    ca_file: str | None = None
+    connections: int | None = Field(None, ge=1, le=64)
+    rate: float | None = Field(None, ge=0, description="messages per second through it")
+
+
+def password_variable(name: str) -> str:
+    """The environment variable holding a relay's password: 'mx-1.example.com:587'
+    → NEWSLETTER_SMTP_RELAY_MX_1_EXAMPLE_COM_587_PASSWORD."""
+    return f"NEWSLETTER_SMTP_RELAY_{re.sub(r'[^A-Z0-9]+', '_', name.upper()).strip('_')}_PASSWORD"
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """A relay as the send uses it: its name, and an [smtp] section that points at
+    it (a transport `Connection` takes that as it takes [smtp])."""
+
+    name: str
+    settings: SmtpSection
+
+    @property
+    def connections(self) -> int:
+        return self.settings.connections
+
+    @property
+    def rate(self) -> float:
+        return self.settings.rate
+
+
 class SmtpSection(Section):
     host: OneLine = "localhost"
     port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
+    security: Security = "starttls"
     username: OneLine | None = None
     password: SecretStr | None = None
     ca_file: str | None = Field(None, description="a CA bundle to trust, for a private relay")
@@ -45,6 +120,13 @@ class SmtpSection(Section):
     helo_name: OneLine | None = Field(
         None, description="the name this machine gives in EHLO; default: its own host name"
     )
+    relays: list[RelaySection] = Field(
+        default_factory=list, description="several servers to spread a send over"
+    )
+    cool_after: int = Field(
+        3, ge=1, le=100, description="connection failures in a row that take a relay out"
+    )
+    cool_down: float = Field(30.0, gt=0, le=3600, description="seconds a failing relay rests")
 
     @field_validator("helo_name")
     @classmethod
@@ -55,6 +137,39 @@ class SmtpSection(Section):
                 "internet knows it, e.g. mail.example.com"
             )
         return value
+
+    @model_validator(mode="after")
+    def _distinct_relays(self) -> SmtpSection:
+        seen: dict[str, tuple[int, str]] = {}
+        for index, relay in enumerate(self.relay_list()):
+            variable = password_variable(relay.name)
+            if variable in seen:
+                other, name = seen[variable]
+                clash = (
+                    f"is relay {other + 1}'s name already"
+                    if name == relay.name
+                    else f"gives the same password variable as relay {other + 1}'s {name!r}"
+                )
+                raise RelayConflict(
+                    index, "name", f"{relay.name!r} {clash}; give each relay a name of its own"
+                )
+            seen[variable] = (index, relay.name)
+        return self
+
+    def relay_list(self) -> list[RelaySettings]:
+        """The servers a send goes through: each [[smtp.relays]] entry, or [smtp]
+        itself when none is listed."""
+        if not self.relays:
+            return [RelaySettings(f"{self.host}:{self.port}", self)]
+        return [self._resolve(relay) for relay in self.relays]
+
+    def _resolve(self, relay: RelaySection) -> RelaySettings:
+        own = {key: getattr(relay, key) for key in RELAY_FIELDS}
+        for key in INHERITED:
+            if own[key] is None:
+                own[key] = getattr(self, key)
+        settings = self.model_copy(update={**own, "relays": []})
+        return RelaySettings(relay.name or f"{settings.host}:{settings.port}", settings)
 
 
 class ScheduleSection(Section):

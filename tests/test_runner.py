@@ -50,6 +50,21 @@ def test_pacer_spaces_messages_at_the_configured_rate():
     assert unpaced[-1] - unpaced[0] < 0.05
 
 
+def test_a_caller_late_for_its_slot_keeps_it_and_the_rate_holds():
+    async def times() -> list[float]:
+        pacer, stamps = Pacer(10), []
+        for pause in (0.0, 0.15, 0.0, 0.0):  # the second caller comes half a slot late
+            await asyncio.sleep(pause)
+            await pacer.wait()
+            stamps.append(time.monotonic())
+        return stamps
+
+    first, late, third, fourth = asyncio.run(times())
+    assert late - first < 0.17  # it went at once, in the slot it missed
+    assert 0.19 <= third - first < 0.24  # the next slot was not pushed back by the lateness
+    assert fourth - first >= 0.3 * 0.95  # four messages: still three intervals at least
+
+
 def test_a_send_keeps_the_rate_over_several_connections(cli, folder, smtp):
     use_smtp(folder, smtp.port, rate=40, connections=3)
     subscribe(cli, 12)

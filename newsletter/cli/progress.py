@@ -37,7 +37,9 @@ def say_plan(plan, yes: bool) -> bool:
         question = f"Send '{plan.prepared.subject}' to {plan.to_send} active subscriber(s)"
         if plan.scheduled:
             question = f"{question} now instead of as {plan.scheduled.state.value}"
-    where = f"via {smtp.host}:{smtp.port}" + (f" at {smtp.rate:g}/s" if smtp.rate else "")
+    relays = smtp.relay_list()
+    rate = sum(r.rate for r in relays) if all(r.rate for r in relays) else 0
+    where = f"via {', '.join(r.name for r in relays)}" + (f" at {rate:g}/s" if rate else "")
     typer.echo(f"{question} {where}.")
     if not yes and not typer.confirm("Send now?", default=False):
         typer.echo("Not sent.")

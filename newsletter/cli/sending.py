@@ -87,17 +87,17 @@ def _retry(settings, issue, path, *, yes, **_) -> None:
 
 
 def _test(settings, issue, path, *, test_to, **_) -> None:
-    from newsletter.service import sending
+    from newsletter.service import trial
 
-    address, reply = sending.send_test(settings, path, test_to)
+    address, reply = trial.send_test(settings, path, test_to)
     typer.echo(f"Test copy to {address}: {reply}")
     raise typer.Exit(0 if reply.ok else 1)
 
 
 def _dry_run(settings, issue, path, **_) -> None:
-    from newsletter.service import sending
+    from newsletter.service import trial
 
-    say_dry_run(sending.dry_run(settings, path))
+    say_dry_run(trial.dry_run(settings, path))
 
 
 def _schedule(settings, issue, path, *, at, **_) -> None:

@@ -12,6 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from newsletter.config import CONFIG_FILE, ENV_PREFIX, SECRETS_FILE, Config
+from newsletter.sections import password_variable
 
 # The demo's newsletter.toml, which `newsletter init` copies: its identity is a placeholder.
 DEMO_CONFIG = Path(__file__).parent.parent / "defaults" / CONFIG_FILE
@@ -40,8 +41,26 @@ def concerns(config: Config) -> list[Concern]:
                 f'"…" under [smtp] in {SECRETS_FILE}',
             )
         )
+    found += _relay_logins(config)
     found += _base_url_concerns(config)
     found += _demo_identity(config)
+    return found
+
+
+def _relay_logins(config: Config) -> list[Concern]:
+    found = []
+    for index, relay in enumerate(config.smtp.relay_list() if config.smtp.relays else [], 1):
+        login = relay.settings
+        if login.username and not (login.password and login.password.get_secret_value()):
+            found.append(
+                Concern(
+                    "error",
+                    config.where("smtp", "relays"),
+                    f"smtp.relays[{index}].username is {login.username!r} but no password "
+                    f"is set, so the relay would refuse the login; set "
+                    f"{password_variable(relay.name)}",
+                )
+            )
     return found
 
 

@@ -107,7 +107,7 @@ async def _deliver(
 
 
 async def _open(settings: Config, helo: str) -> Connection:
-    connection = Connection(settings.smtp, helo=helo)
+    connection = Connection(settings.smtp.relay_list()[0].settings, helo=helo)
     await connection.open()
     return connection
 

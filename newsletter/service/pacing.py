@@ -16,17 +16,25 @@ IDLE_WAIT = 0.05  # how long to sleep when only retries that are not yet due rem
 
 
 class Pacer:
-    """A global messages-per-second limit shared by every connection (0: no limit)."""
+    """A messages-per-second limit shared by connections (0: no limit).
+
+    Slots are `interval` apart, so N messages take at least (N - 1) intervals. A
+    caller late for its slot by up to one interval still gets it (and goes at once):
+    otherwise every late connection would lose its lateness for good, and a relay
+    paced at R would average noticeably less than R."""
 
     def __init__(self, rate: float) -> None:
+        self.set_rate(rate)
+        self.next: float | None = None
+
+    def set_rate(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate else 0.0
-        self.next = 0.0
 
     async def wait(self) -> None:
         if not self.interval:
             return
         now = asyncio.get_running_loop().time()
-        slot = max(now, self.next)
+        slot = now if self.next is None else max(self.next, now - self.interval)
         self.next = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)

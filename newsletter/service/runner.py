@@ -2,15 +2,17 @@
 and results, through the Recorder's writer thread) and a transport
 `Connection`; messages come from a `MessageFactory`.
 
-Each of N connection tasks keeps one SMTP connection open and takes work from
-a shared queue of claimed deliveries; a global pacer holds the configured
-rate. 2xx: sent. 4xx, 552 or a dropped connection: retried with backoff, then
-failed ([smtp] max_attempts tries per delivery in each run: a resumed or retried
-send gives everyone left fresh tries). 5xx for a recipient: bounced. Whoever left
-the list since the send started: skipped. A server that keeps refusing pauses the
-send. Before a connection sends the next message's data, the previous result
-on that connection has been committed: a crash resends at most one message
-per connection.
+Each relay (service/relays.py: [[smtp.relays]], or [smtp] alone) has its own
+connection tasks, pace and failure count; every task keeps one SMTP connection
+open and takes work from the one shared queue of claimed deliveries, so a relay
+that rests takes no work and the others carry on. 2xx: sent. 4xx, 552 or a
+dropped connection: retried with backoff (through any relay), then failed
+([smtp] max_attempts tries per delivery in each run: a resumed or retried send
+gives everyone left fresh tries). 5xx for a recipient: bounced. Whoever left the
+list since the send started: skipped. A relay that keeps refusing rests; when
+every relay does, the send pauses. Before a connection sends the next message's
+data, the previous result on that connection has been committed: a crash resends
+at most one message per connection.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 from newsletter.config import SmtpSection
 from newsletter.mail.message import MessageError, MessageFactory, Recipient
 from newsletter.mail.transport import AuthError, Connection, Reply, TransportError, helo_name
-from newsletter.service.pacing import Backoff, Pacer, RetryQueue
+from newsletter.service.pacing import RetryQueue
 from newsletter.service.recorder import Recorder, RecordError
+from newsletter.service.relays import REST_POLL, RelayPool, Route
 from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Result
 from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.relays import COOLING, OK
 from newsletter.storage.workers import WorkerBook
 
 CLAIM_BATCH = 500  # deliveries per claim, at most
@@ -39,6 +43,7 @@ WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
 BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
 SHARED_POLL = 1.0  # seconds between looks at a shared send others still work on
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
+SHARE_EVERY = 5.0  # seconds between looks at who else sends, and at the relays' health
 log = logging.getLogger("newsletter.runner")
 
 
@@ -66,15 +71,18 @@ class Runner:
         smtp: SmtpSection,
         *,
         on_progress: Callable[[int], None] | None = None,
-        connect: Callable[[], Connection] | None = None,
+        connect: Callable[[SmtpSection], Connection] | None = None,
         worker: str | None = None,
+        participants: Callable[[], int] = lambda: 1,
         book: WorkerBook | None = None,
         shared: bool = False,
         lease: float = LEASE,
     ) -> None:
-        """`book` notes this process in the workers table; `shared`: others may work on
-        the same send (PostgreSQL), so running out of claims is not the end of it while
-        they hold deliveries, and a pause by any of them stops this one too."""
+        """`participants` counts the workers sending this send: each paces every relay
+        at rate / participants (see service/relays.py). `book` notes this process in
+        the workers table; `shared`: others may work on the same send (PostgreSQL), so
+        running out of claims is not the end of it while they hold deliveries, and a
+        pause by any of them stops this one too."""
         self.log = log
         self.book = book
         self.shared = shared
@@ -85,10 +93,10 @@ class Runner:
         self.worker = worker or worker_id()
         self.on_progress = on_progress or (lambda done: None)
         helo = helo_name(smtp)
-        self.connect = connect or (lambda: Connection(smtp, helo=helo))
+        self.connect = connect or (lambda settings: Connection(settings, helo=helo))
+        self.participants = participants
         self.report = Report()
-        self.pacer = Pacer(smtp.rate)
-        self.backoff = Backoff()
+        self.pool = RelayPool(smtp)
         self.retries = RetryQueue()
         self._ready: list[Claimed] = []
         self._outstanding = 0  # claimed and not finished: queued, in flight or waiting to retry
@@ -102,9 +110,11 @@ class Runner:
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         self._stop = stop or asyncio.Event()
         self.recorder = Recorder(self.log, asyncio.get_running_loop(), self.on_progress)
+        await self._refresh()
         renewing = asyncio.create_task(self._watch())
+        tasks = [self._connection(r) for r in self.pool.routes for _ in range(r.connections)]
         try:
-            await asyncio.gather(*(self._connection() for _ in range(self.smtp.connections)))
+            await asyncio.gather(*tasks)
         finally:
             renewing.cancel()
             await self.recorder.close()
@@ -114,6 +124,9 @@ class Runner:
 
     def _halted(self) -> bool:
         return self._stop.is_set() or self._halt.is_set()
+
+    def _finished(self) -> bool:
+        return self._exhausted and self._outstanding == 0
 
     async def _settle(self) -> None:
         """Give back what was claimed and not sent; retry results the log refused."""
@@ -137,10 +150,14 @@ class Runner:
     async def _watch(self) -> None:
         """Keep the claims alive, notice who unsubscribed since they were claimed, say
         this process is alive, and (shared) notice a pause by another participant."""
-        renewed = beaten = time.monotonic()
+        renewed = beaten = shared = time.monotonic()
         await self._beat()
+        await self._refresh()  # others may be at work already: take a share from the start
         while True:
             await asyncio.sleep(WATCH_EVERY)
+            if time.monotonic() - shared > SHARE_EVERY:
+                await self._refresh()
+                shared = time.monotonic()
             try:
                 left = await self.recorder.call(self.log.departed, self.send_id, self.worker)
                 self._departed |= left
@@ -162,6 +179,22 @@ class Runner:
             state = await self.recorder.call(self.book.state, self.send_id)
             if state not in (SendState.sending, SendState.done):
                 self._pause(f"the send was {state.value if state else 'removed'} elsewhere")
+
+    async def _refresh(self) -> None:
+        """Re-read how many workers share the send, and which relays others found down."""
+        try:
+            self.pool.share(await asyncio.to_thread(self.participants))
+            self.pool.adopt(await self.recorder.call(self.log.relays))
+        except Exception as exc:  # the last known shares and states hold meanwhile
+            log.warning("could not read the send's workers or relays: %s", exc)
+
+    async def _rested(self, route: Route) -> bool:
+        """Wait out the relay's rest; False when the send ended meanwhile."""
+        while route.cooling:
+            if self._halted() or self._finished():
+                return False
+            await asyncio.sleep(min(route.rest_left(), REST_POLL))
+        return True
 
     async def _next(self) -> Claimed | None:
         """The next delivery to send: a due retry, a queued claim, or a fresh claim."""
@@ -198,10 +231,11 @@ class Runner:
     def _batch(self) -> int:
         """A batch others can share: a throttled sender that claimed 500 would keep the
         rest of the list from workers that could send it meanwhile."""
-        if not self.smtp.rate:
+        routes = self.pool.routes
+        if any(not r.rate for r in routes):
             return CLAIM_BATCH
-        worth = int(self.smtp.rate * CLAIM_SECONDS)
-        return max(self.smtp.connections * 2, min(CLAIM_BATCH, worth))
+        worth = int(sum(r.rate for r in routes) / self.pool.participants * CLAIM_SECONDS)
+        return max(sum(r.connections for r in routes) * 2, min(CLAIM_BATCH, worth))
 
     async def _others_at_work(self) -> bool:
         """A shared send is over for this process only when nobody holds any of it: a
@@ -210,15 +244,20 @@ class Runner:
             return False
         return bool(await self.recorder.call(self.book.held_elsewhere, self.send_id, self.worker))
 
-    async def _connection(self) -> None:
+    async def _connection(self, route: Route) -> None:
         connection: Connection | None = None
         used = 0.0
         recorded: asyncio.Future | None = None
         try:
-            while (item := await self._next()) is not None:
+            while True:
+                if route.cooling and connection is not None:
+                    await connection.close()  # it rests: no idle connection held open
+                    connection = None
+                if not await self._rested(route) or (item := await self._next()) is None:
+                    break
                 try:
                     connection, used, recorded = await self._deliver(
-                        item, connection, used, recorded
+                        route, item, connection, used, recorded
                     )
                 except RecordError as exc:
                     self._outstanding -= 1  # left pending for the next run
@@ -234,20 +273,24 @@ class Runner:
                 await asyncio.wait([recorded])
 
     async def _deliver(
-        self, item: Claimed, connection: Connection | None, used: float, recorded
+        self, route: Route, item: Claimed, connection: Connection | None, used: float, recorded
     ) -> tuple[Connection | None, float, asyncio.Future | None]:
         loop = asyncio.get_running_loop()
         if item.delivery_id in self._departed:
             left = self._done(item, DeliveryState.skipped, DEPARTED, attempts=item.attempts)
             return connection, used, left
-        await self.pacer.wait()  # first: the wait is idle time too
+        await route.pacer.wait()  # first: the wait is idle time too
+        if route.cooling:  # it began to rest meanwhile: another relay takes the message
+            self.retries.push(item, 0.0)
+            return connection, used, recorded
         if connection is not None and loop.time() - used > IDLE_REOPEN:
             await connection.close()  # servers drop idle clients; reopening costs no attempt
             connection = None
         if connection is None:
-            connection = await self._open()
-            if connection is None:
-                self.retries.push(item, self.backoff.delay())  # no attempt counted
+            connection = await self._open(route)
+            if connection is None:  # no attempt counted; another relay may take it
+                self.retries.push(item, 0.0 if route.cooling else route.backoff.delay())
+                await asyncio.sleep(route.backoff.delay())
                 return None, 0.0, recorded
         try:
             data, message_id = await self.factory.build_async(
@@ -263,46 +306,58 @@ class Runner:
                 self.factory.envelope_sender(item), item.email, data, wire_ready=True, gate=recorded
             )
         except TransportError as exc:
-            self._connection_failed(str(exc))
-            return None, 0.0, self._retry(item, str(exc))  # it may be this message it chokes on
-        return connection, loop.time(), self._classify(item, stage, reply, message_id)
+            self._connection_failed(route, str(exc))
+            # It may be this message the relay chokes on.
+            return None, 0.0, self._retry(item, str(exc), route.name)
+        return connection, loop.time(), self._classify(route, item, stage, reply, message_id)
 
-    async def _open(self) -> Connection | None:
-        connection = self.connect()
+    async def _open(self, route: Route) -> Connection | None:
+        connection = self.connect(route.settings)
         try:
             await connection.open()
             return connection
         except AuthError as exc:
             self._pause(str(exc))
         except TransportError as exc:
-            self._connection_failed(str(exc))
-            await asyncio.sleep(self.backoff.delay())
+            self._connection_failed(route, str(exc))
         return None
 
-    def _connection_failed(self, reason: str) -> None:
-        self.backoff.failed()
-        if self.backoff.streak >= self.smtp.pause_after:
-            self._pause(f"{self.backoff.streak} connection failures in a row (last: {reason})")
+    def _connection_failed(self, route: Route, reason: str) -> None:
+        if (until := self.pool.failed(route)) is not None:
+            log.warning("relay %s rests until %s: %s", route.name, time.ctime(until), reason)
+            self._note(route, COOLING, until, reason)
+        if self.pool.streak >= self.smtp.pause_after:
+            where = " on every relay" if len(self.pool.routes) > 1 else ""
+            self._pause(f"{self.pool.streak} connection failures in a row{where} (last: {reason})")
+
+    def _succeeded(self, route: Route) -> None:
+        if self.pool.succeeded(route):
+            self._note(route, OK, None, None)
+
+    def _note(self, route: Route, state: str, until: float | None, error: str | None) -> None:
+        """Write a relay's health for other senders; a refused write changes no message."""
+        written = self.recorder.call(self.log.set_relay, route.name, state, until, error)
+        written.add_done_callback(lambda f: f.cancelled() or _warn(f.exception()))
 
     def _pause(self, reason: str) -> None:
         if not self.report.paused:
             self.report.paused = reason
         self._halt.set()
 
-    def _classify(self, item: Claimed, stage: str, reply: Reply, message_id: str):
+    def _classify(self, route: Route, item: Claimed, stage: str, reply: Reply, message_id: str):
         if reply.ok:
-            self.backoff.succeeded()
-            return self._done(item, DeliveryState.sent, str(reply), message_id)
+            self._succeeded(route)
+            return self._done(item, DeliveryState.sent, str(reply), message_id, relay=route.name)
         if reply.transient or stage == "mail":
             # A refused MAIL FROM is the sender's problem, not this recipient's.
             if stage == "mail":
-                self._connection_failed(str(reply))
+                self._connection_failed(route, str(reply))
             else:
-                self.backoff.succeeded()
-            return self._retry(item, str(reply))
-        self.backoff.succeeded()
+                self._succeeded(route)
+            return self._retry(item, str(reply), route.name)
+        self._succeeded(route)
         state = DeliveryState.bounced if stage == "rcpt" else DeliveryState.failed
-        return self._done(item, state, str(reply))
+        return self._done(item, state, str(reply), relay=route.name)
 
     def _done(
         self,
@@ -312,25 +367,32 @@ class Runner:
         message_id: str | None = None,
         *,
         attempts: int | None = None,
+        relay: str | None = None,
     ) -> asyncio.Future:
         """A final result; `attempts` defaults to this one counted."""
         self._outstanding -= 1
         setattr(self.report, state.value, getattr(self.report, state.value) + 1)
         mid = message_id if state == DeliveryState.sent else None
         attempts = item.attempts + 1 if attempts is None else attempts
-        return self.recorder.submit(
-            Result(item.delivery_id, item.subscriber_id, state, attempts, reply, mid, self.worker)
+        result = Result(
+            item.delivery_id, item.subscriber_id, state, attempts, reply, mid, self.worker, relay
         )
+        return self.recorder.submit(result)
 
-    def _retry(self, item: Claimed, reason: str) -> asyncio.Future:
+    def _retry(self, item: Claimed, reason: str, relay: str) -> asyncio.Future:
         # The log counts every attempt ever made; the limit counts this run's.
         attempts = item.attempts + 1
         tries = self._tries[item.delivery_id] = self._tries.get(item.delivery_id, 0) + 1
         if tries >= self.smtp.max_attempts:
             self._tries.pop(item.delivery_id)
-            return self._done(item, DeliveryState.failed, reason, attempts=attempts)
+            return self._done(item, DeliveryState.failed, reason, attempts=attempts, relay=relay)
         again = Claimed(item.delivery_id, item.subscriber_id, item.email, item.name, attempts)
         self.retries.push(again, self.smtp.retry_delay * 2 ** (tries - 1))
         return self.recorder.submit(
             Result(item.delivery_id, item.subscriber_id, DeliveryState.pending, attempts, reason)
         )
+
+
+def _warn(exc: BaseException | None) -> None:
+    if exc is not None:
+        log.warning("could not write a relay's state: %s", exc)

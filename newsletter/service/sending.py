@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,22 +21,21 @@ from newsletter.compose.render import PreparedIssue, prepare
 from newsletter.compose.slots import SlotTemplate, marker, new_prefix
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.mail.message import MessageFactory, Recipient, signing_key
-from newsletter.mail.transport import Reply, TransportError, helo_name, send_one
+from newsletter.mail.message import MessageFactory, signing_key
 from newsletter.service.interrupt import interruptible
-from newsletter.service.runner import Report, Runner
+from newsletter.service.runner import BEAT_EVERY, Report, Runner
 from newsletter.storage import db, journal
 from newsletter.storage.delivery_log import (
-    Claimed,
     DeliveryLog,
     NewSend,
     SendRecord,
     exclusive,
 )
 from newsletter.storage.models import DeliveryState, SendState
-from newsletter.storage.subscribers import normalize_email
 from newsletter.storage.workers import WorkerBook
 from newsletter.tokens import Signer, secret_of
+
+LIVE_WITHIN = 3 * BEAT_EVERY  # a sender not heard from for longer is not counted
 
 
 class SendRefused(NewsletterError):
@@ -294,9 +292,15 @@ def _drive(
     prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
     book = WorkerBook(log.engine)
+    together = shared(log)
+
+    def participants() -> int:  # a relay's rate is split between the live senders
+        return max(1, book.live(record.id, LIVE_WITHIN)) if together else 1
+
     runner = Runner(
         log, record.id, factory, settings.smtp, on_progress=on_progress,
-        book=book, shared=shared(log), lease=settings.smtp.claim_lease,
+        participants=participants, book=book, shared=together,
+        lease=settings.smtp.claim_lease,
     )  # fmt: skip
 
     async def work(stop: asyncio.Event) -> Report:
@@ -341,48 +345,3 @@ def _close(
         counts = {state: 0 for state in DeliveryState}
         counts[DeliveryState.pending] = -1
     return Outcome(record.slug, counts, report)
-
-
-@dataclass(frozen=True)
-class DryRun:
-    count: int
-    size: int
-    seconds: float
-
-
-def dry_run(settings: Config, path: Path) -> DryRun:
-    """Build every message the send would, send and record nothing."""
-    prepared = checked_issue(settings, path).prepared
-    log = delivery_log(settings)
-    existing = log.find(prepared.slug)
-    if existing and not existing.started:
-        existing = None  # a scheduled send is started with the file's version
-    if existing:
-        prepared = stored_prepared(existing, settings.newsletter.greeting_fallback)
-    factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
-    recipients = log.iter_pending(existing.id) if existing else log.active_recipients()
-    started = time.perf_counter()
-    count = size = 0
-    for claimed in recipients:
-        size += len(factory.build(_recipient(claimed)))
-        count += 1
-    return DryRun(count, size, time.perf_counter() - started)
-
-
-def _recipient(claimed: Claimed) -> Recipient:
-    return Recipient(claimed.subscriber_id, claimed.email, claimed.name)
-
-
-def send_test(settings: Config, path: Path, address: str) -> tuple[str, Reply]:
-    """One [TEST] copy of the issue to one address; nothing is recorded."""
-    prepared = checked_issue(settings, path).prepared
-    to = normalize_email(address, test_address=True)
-    factory = MessageFactory(prepared, settings, Signer(secret_of(settings)), test=True)
-    recipient = Recipient(0, to, "")
-    data, sender = factory.build(recipient), factory.envelope_sender(recipient)
-    try:
-        helo = helo_name(settings.smtp)
-        reply = asyncio.run(send_one(settings.smtp, helo, sender, to, data))
-    except TransportError as exc:
-        raise SendPaused(f"test not sent: {exc}; check [smtp] in newsletter.toml") from None
-    return to, reply

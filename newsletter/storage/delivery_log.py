@@ -32,12 +32,14 @@ from newsletter.storage.records import (
     SendSummary,
     record_of,
 )
+from newsletter.storage.relays import RelayState, read_relays, write_relay
 from newsletter.storage.result_writer import Result, ResultWriter
 
 __all__ = [
     "Claimed",
     "DeliveryLog",
     "NewSend",
+    "RelayState",
     "Result",
     "SendBusy",
     "SendRecord",
@@ -234,6 +236,15 @@ class DeliveryLog:
             writer.record(results)
         finally:
             writer.close()
+
+    def set_relay(
+        self, name: str, state: str, cool_until: float | None = None, error: str | None = None
+    ) -> None:
+        """A relay's health ('ok', or 'cooling' until epoch `cool_until`), for every sender."""
+        write_relay(self.engine, name, state, cool_until, error)
+
+    def relays(self) -> dict[str, RelayState]:
+        return read_relays(self.engine)
 
     def departed(self, send_id: int, worker: str) -> set[int]:
         """Deliveries `worker` holds whose subscriber left (unsubscribed, bounced) since."""
