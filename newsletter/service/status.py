@@ -4,6 +4,7 @@ scheduled sends with their time in the newsletter's zone, and late ones."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field, replace
 
 from newsletter.compose.issue import IssueError
@@ -12,6 +13,7 @@ from newsletter.service.schedule import shown
 from newsletter.storage import db
 from newsletter.storage.delivery_log import DeliveryLog, SendRecord
 from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.relays import COOLING, OK
 from newsletter.storage.workers import WorkerBook, WorkerSeen
 
 PROBLEMS_SHOWN = 50
@@ -97,6 +99,22 @@ def all_sends(settings: Config) -> list[SendStatus]:
     return [_status(settings, log, r, 0) for r in log.sends()]
 
 
+def _relays(settings: Config, log: DeliveryLog, tally: dict[str, tuple[int, int]]):
+    """The configured relays and any other this send went through, each with what it
+    took and refused, and whether a sender found it failing and rests it now."""
+    health = log.relays()
+    names = [r.name for r in settings.smtp.relay_list()]
+    names += sorted(set(tally) - set(names))
+    now = time.time()
+    seen = []
+    for name in names:
+        known = health.get(name)
+        resting = known and known.state == COOLING and (known.cool_until or 0) > now
+        sent, failed = tally.get(name, (0, 0))
+        seen.append(RelaySeen(name, sent, failed, COOLING if resting else OK))
+    return seen
+
+
 def one_send(settings: Config, slug: str, as_typed: str) -> SendStatus:
     """One send, with who works on it, through which relays, and how fast."""
     log = DeliveryLog(db.connect(settings))
@@ -107,9 +125,6 @@ def one_send(settings: Config, slug: str, as_typed: str) -> SendStatus:
     if not record.started:
         return found
     book = WorkerBook(log.engine)
-    relays = [
-        RelaySeen(name, sent, failed, "ok")
-        for name, (sent, failed) in sorted(book.relay_tally(record.id).items())
-    ]
+    relays = _relays(settings, log, book.relay_tally(record.id))
     rate = book.sent_since(record.id, RATE_WINDOW) / RATE_WINDOW
     return replace(found, workers=book.of_send(record.id), relays=relays, rate=rate)
