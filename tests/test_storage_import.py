@@ -48,7 +48,8 @@ def test_other_writers_get_in_during_a_long_import(cli, folder):
     assert f"{ROWS} added, 0 updated, 0 unchanged" in result.output
     # Each chunk holds the write lock for milliseconds; one transaction for the
     # whole file made every signup wait for the whole import (1.5 s here).
-    assert max(waits) < 0.5, f"a signup waited {max(waits):.2f} s for a {took:.1f} s import"
+    # (A bound relative to the import's own time: a loaded machine slows both.)
+    assert max(waits) < took / 3, f"a signup waited {max(waits):.2f} s for a {took:.1f} s import"
     during = len(waits)
     assert during >= 10, f"only {during} signup(s) in a {took:.1f} s import"
     print(f"import {took:.2f} s; {during} signups, longest wait {max(waits) * 1000:.0f} ms")
