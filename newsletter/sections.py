@@ -113,7 +113,7 @@ class SmtpSection(Section):
     bounce_limit: int = Field(1, ge=1, description="hard bounces before a subscriber stops")
     claim_lease: float = Field(
         60.0,
-        ge=1,
+        ge=5,  # renewed every third of it, on a one-second tick
         description="seconds a sender holds the deliveries it claimed before others may "
         "take them over (renewed while it is alive)",
     )

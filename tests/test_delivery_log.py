@@ -3,8 +3,6 @@ takes exactly what it asks for, nobody else's, and an expired lease frees it."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import update
 
@@ -29,8 +27,8 @@ def started(cli, folder):
 
 def test_a_claim_takes_exactly_what_it_asks_for_in_id_order(started):
     log, record = started
-    first = log.claim(record.id, "a", 10, time.time() + 60)
-    second = log.claim(record.id, "b", 10, time.time() + 60)
+    first = log.claim(record.id, "a", 10, 60)
+    second = log.claim(record.id, "b", 10, 60)
     assert len(first) == len(second) == 10
     assert [c.delivery_id for c in first] == sorted(c.delivery_id for c in first)
     assert max(c.delivery_id for c in first) < min(c.delivery_id for c in second)
@@ -38,13 +36,13 @@ def test_a_claim_takes_exactly_what_it_asks_for_in_id_order(started):
 
 def test_an_expired_lease_returns_its_deliveries_to_the_pool(started):
     log, record = started
-    held = log.claim(record.id, "dead", 25, time.time() - 1)  # its lease is already over
-    again = log.claim(record.id, "alive", 30, time.time() + 60)
+    held = log.claim(record.id, "dead", 25, -1)  # its lease is already over
+    again = log.claim(record.id, "alive", 30, 60)
     assert {c.delivery_id for c in held} <= {c.delivery_id for c in again}
     assert len(again) == 30
-    assert log.claim(record.id, "third", 30, time.time() + 60) == []  # all held now
+    assert log.claim(record.id, "third", 30, 60) == []  # all held now
     assert log.release(record.id, "alive") == 30
-    assert len(log.claim(record.id, "third", 30, time.time() + 60)) == 30
+    assert len(log.claim(record.id, "third", 30, 60)) == 30
 
 
 def test_what_others_hold_and_which_sends_a_worker_may_join(started):
@@ -54,9 +52,9 @@ def test_what_others_hold_and_which_sends_a_worker_may_join(started):
     log, record = started
     book = WorkerBook(log.engine)
     assert book.joinable() == [record.slug]  # nobody holds anything yet
-    mine = log.claim(record.id, "me", 10, time.time() + 60)
+    mine = log.claim(record.id, "me", 10, 60)
     assert book.held_elsewhere(record.id, "me") == 20  # unclaimed ones count too
-    log.claim(record.id, "other", 20, time.time() + 60)
+    log.claim(record.id, "other", 20, 60)
     assert book.held_elsewhere(record.id, "me") == 20
     assert book.held_elsewhere(record.id, "other") == 10
     assert book.joinable() == []  # every delivery is held by someone alive
@@ -66,7 +64,7 @@ def test_what_others_hold_and_which_sends_a_worker_may_join(started):
     )  # fmt: skip
     assert book.held_elsewhere(record.id, "other") == 0
     with db.session(log.engine) as s:  # the other one's lease runs out
-        s.execute(update(Delivery).values(lease_until=time.time() - 1))
+        s.execute(update(Delivery).values(lease_until=-1))
     assert book.joinable() == [record.slug]
 
 
@@ -77,7 +75,7 @@ def test_workers_are_listed_with_what_each_recorded(started):
     log, record = started
     book = WorkerBook(log.engine)
     book.beat("host-a:1", record.id)
-    claimed = log.claim(record.id, "host-b:2", 5, time.time() + 60)
+    claimed = log.claim(record.id, "host-b:2", 5, 60)
     log.record(
         [Result(c.delivery_id, c.subscriber_id, DeliveryState.sent, 1, "250", "<m>", "host-b:2",
                 "relay1") for c in claimed]
@@ -86,8 +84,11 @@ def test_workers_are_listed_with_what_each_recorded(started):
     assert set(seen) == {"host-a:1", "host-b:2"}
     assert seen["host-a:1"].sent == 0 and seen["host-a:1"].pid > 0
     assert seen["host-b:2"].sent == 5 and seen["host-b:2"].pid is None  # never beat: no row
-    assert book.live(record.id, 60) == 1
+    assert book.others_sending(record.id, "host-a:1") == 0  # host-b holds nothing now
+    log.claim(record.id, "host-c:3", 5, 60)
+    assert book.others_sending(record.id, "host-a:1") == 1  # host-c has claims in hand
+    assert book.others_sending(record.id, "host-c:3") == 0
     book.leave("host-a:1")
-    assert book.live(record.id, 60) == 0
+    assert "host-a:1" not in {w.id for w in book.of_send(record.id)}  # nothing recorded
     assert book.relay_tally(record.id) == {"relay1": (5, 0)}
     assert book.sent_since(record.id, 60) == 5

@@ -224,7 +224,6 @@ def started_runner(folder: Path, participants):
 
 def test_workers_share_a_relays_rate(cli, folder, smtp, monkeypatch):
     monkeypatch.setattr(runner_module, "WATCH_EVERY", 0.05)
-    monkeypatch.setattr(runner_module, "SHARE_EVERY", 0.1)
     use_smtp(folder, smtp.port, rate=40, connections=2)
     subscribe(cli, 9)
     asked = []

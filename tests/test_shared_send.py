@@ -34,8 +34,8 @@ pytestmark = [
 @pytest.fixture
 def shared(cli, folder, smtp, backend):
     """200 subscribers, a relay each process may use at 40 messages a second, and
-    leases of 2 seconds (so a dead participant's deliveries come back quickly)."""
-    use_smtp(folder, smtp.port, rate=40, claim_lease=2)
+    leases of 5 seconds (so a dead participant's deliveries come back quickly)."""
+    use_smtp(folder, smtp.port, rate=40, claim_lease=5)
     check_often(folder)
     subscribe(cli, folder, 200)
     return smtp
@@ -94,7 +94,7 @@ def test_a_killed_participants_deliveries_are_taken_over_when_its_lease_runs_out
     sender = start(folder, "send", ISSUE, "--yes")
     try:
         wait_for(lambda: len(shared.handler.received) >= 30, sender)
-        sender.kill()  # kill -9: its claims stay, leased for 2 seconds
+        sender.kill()  # kill -9: its claims stay, leased for 5 seconds
         sender.wait(5)
         held = [d for d in deliveries(folder) if d.claimed_by]
         assert held  # the dead sender still holds deliveries
@@ -169,7 +169,7 @@ def test_two_workers_and_the_send_share_two_relays_through_a_kill_and_a_lost_rel
 
     two = SmtpServer().__enter__()  # stopped mid-send, below
     with SmtpServer() as one:
-        use_smtp(folder, one.port, claim_lease=2)
+        use_smtp(folder, one.port, claim_lease=5)
         with (folder / "newsletter.toml").open("a") as f:
             for name, server in (("one", one), ("two", two)):
                 f.write(

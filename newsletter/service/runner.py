@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 import uuid
@@ -43,12 +44,19 @@ WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
 BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
 SHARED_POLL = 1.0  # seconds between looks at a shared send others still work on
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
-SHARE_EVERY = 5.0  # seconds between looks at who else sends, and at the relays' health
 log = logging.getLogger("newsletter.runner")
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()[:60]}:{uuid.uuid4().hex[:12]}"
+    """This process's name in claims and in the workers table: one per process (a
+    worker joining a send again is the same worker), new after a fork."""
+    pid = os.getpid()
+    if _IDS.get("pid") != pid:
+        _IDS.update(pid=pid, id=f"{socket.gethostname()[:60]}:{pid}:{uuid.uuid4().hex[:8]}")
+    return _IDS["id"]
+
+
+_IDS: dict = {}
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Report:
     skipped: int = 0
     stopped: bool = False
     paused: str | None = None
+    elsewhere: bool = False  # paused because another process paused the send
     unrecorded: int = 0  # results the log refused: their messages may go out again
 
 
@@ -76,16 +85,18 @@ class Runner:
         participants: Callable[[], int] = lambda: 1,
         book: WorkerBook | None = None,
         shared: bool = False,
+        stay: bool = False,
         lease: float = LEASE,
     ) -> None:
-        """`participants` counts the workers sending this send: each paces every relay
-        at rate / participants (see service/relays.py). `book` notes this process in
-        the workers table; `shared`: others may work on the same send (PostgreSQL), so
-        running out of claims is not the end of it while they hold deliveries, and a
-        pause by any of them stops this one too."""
+        """`participants` counts the processes sending this send: each paces every
+        relay at rate / participants (see service/relays.py). `book` notes this process
+        in the workers table. `shared`: others may work on the same send (PostgreSQL),
+        and a pause by any of them stops this one too; `stay`: running out of claims is
+        not the end while others hold deliveries (their leases may run out)."""
         self.log = log
         self.book = book
         self.shared = shared
+        self.stay = stay
         self.lease = lease
         self.send_id = send_id
         self.factory = factory
@@ -149,27 +160,31 @@ class Runner:
 
     async def _watch(self) -> None:
         """Keep the claims alive, notice who unsubscribed since they were claimed, say
-        this process is alive, and (shared) notice a pause by another participant."""
-        renewed = beaten = shared = time.monotonic()
+        this process is alive, and (shared) notice a pause by another participant.
+        Without this the claims would run out under a live sender: any surprise here
+        pauses the send rather than go on unwatched."""
+        try:
+            await self._keep_watch()
+        except RecordError as exc:
+            self._pause(str(exc))
+        except Exception as exc:
+            log.exception("watching the send failed")
+            self._pause(f"lost track of the claims ({exc.__class__.__name__}: {exc})")
+
+    async def _keep_watch(self) -> None:
         await self._beat()
         await self._refresh()  # others may be at work already: take a share from the start
+        renewed = beaten = time.monotonic()
         while True:
             await asyncio.sleep(WATCH_EVERY)
-            if time.monotonic() - shared > SHARE_EVERY:
-                await self._refresh()
-                shared = time.monotonic()
-            try:
-                left = await self.recorder.call(self.log.departed, self.send_id, self.worker)
-                self._departed |= left
-                if time.monotonic() - renewed > self.lease / 3:
-                    until = time.time() + self.lease
-                    await self.recorder.call(self.log.renew, self.send_id, self.worker, until)
-                    renewed = time.monotonic()
-                if time.monotonic() - beaten > BEAT_EVERY:
-                    await self._beat()
-                    beaten = time.monotonic()
-            except RecordError as exc:
-                self._pause(str(exc))
+            await self._refresh()
+            self._departed |= await self.recorder.call(self.log.departed, self.send_id, self.worker)
+            if time.monotonic() - renewed > self.lease / 3:
+                await self.recorder.call(self.log.renew, self.send_id, self.worker, self.lease)
+                renewed = time.monotonic()
+            if time.monotonic() - beaten > BEAT_EVERY:
+                await self._beat()
+                beaten = time.monotonic()
 
     async def _beat(self) -> None:
         if self.book is None:
@@ -178,6 +193,7 @@ class Runner:
         if self.shared:
             state = await self.recorder.call(self.book.state, self.send_id)
             if state not in (SendState.sending, SendState.done):
+                self.report.elsewhere = not self.report.paused
                 self._pause(f"the send was {state.value if state else 'removed'} elsewhere")
 
     async def _refresh(self) -> None:
@@ -215,7 +231,7 @@ class Runner:
         async with self._claiming:
             if self._ready or self._exhausted:
                 return  # another connection claimed while this one waited
-            args = (self.send_id, self.worker, self._batch(), time.time() + self.lease)
+            args = (self.send_id, self.worker, self._batch(), self.lease)
             try:
                 claimed = await self.recorder.call(self.log.claim, *args)
                 if not claimed and await self._others_at_work():
@@ -240,7 +256,7 @@ class Runner:
     async def _others_at_work(self) -> bool:
         """A shared send is over for this process only when nobody holds any of it: a
         participant that dies leaves claims that become free when its lease runs out."""
-        if not (self.shared and self.book):
+        if not (self.stay and self.book):
             return False
         return bool(await self.recorder.call(self.book.held_elsewhere, self.send_id, self.worker))
 
@@ -389,7 +405,14 @@ class Runner:
         again = Claimed(item.delivery_id, item.subscriber_id, item.email, item.name, attempts)
         self.retries.push(again, self.smtp.retry_delay * 2 ** (tries - 1))
         return self.recorder.submit(
-            Result(item.delivery_id, item.subscriber_id, DeliveryState.pending, attempts, reason)
+            Result(
+                item.delivery_id,
+                item.subscriber_id,
+                DeliveryState.pending,
+                attempts,
+                reason,
+                worker=self.worker,
+            )
         )
 
 

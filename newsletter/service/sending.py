@@ -23,7 +23,7 @@ from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageFactory, signing_key
 from newsletter.service.interrupt import interruptible
-from newsletter.service.runner import BEAT_EVERY, Report, Runner
+from newsletter.service.runner import Report, Runner
 from newsletter.storage import db, journal
 from newsletter.storage.delivery_log import (
     DeliveryLog,
@@ -34,8 +34,6 @@ from newsletter.storage.delivery_log import (
 from newsletter.storage.models import DeliveryState, SendState
 from newsletter.storage.workers import WorkerBook
 from newsletter.tokens import Signer, secret_of
-
-LIVE_WITHIN = 3 * BEAT_EVERY  # a sender not heard from for longer is not counted
 
 
 class SendRefused(NewsletterError):
@@ -294,13 +292,16 @@ def _drive(
     book = WorkerBook(log.engine)
     together = shared(log)
 
-    def participants() -> int:  # a relay's rate is split between the live senders
-        return max(1, book.live(record.id, LIVE_WITHIN)) if together else 1
+    def participants() -> int:  # a relay's rate is split between the processes sending
+        return 1 + book.others_sending(record.id, runner.worker) if together else 1
 
+    # The editor's send stays until the send is done (a dead helper's claims come
+    # back when its lease runs out); a worker that joined leaves when nothing is
+    # left to claim, and its next turn looks again.
     runner = Runner(
         log, record.id, factory, settings.smtp, on_progress=on_progress,
         participants=participants, book=book, shared=together,
-        lease=settings.smtp.claim_lease,
+        stay=together and not joined, lease=settings.smtp.claim_lease,
     )  # fmt: skip
 
     async def work(stop: asyncio.Event) -> Report:
@@ -315,8 +316,10 @@ def _drive(
             book.leave(runner.worker)
     if report.unrecorded:
         journal.save(log.engine, record.slug, runner.unrecorded)
-    # A worker that leaves a shared send leaves it to the others: not paused.
-    return _close(log, record, report, keep_going=joined and report.stopped)
+    # A worker that joined changes the send's state only by finishing it: stopped,
+    # paused for its own reasons, or out of work, it leaves the send to the others.
+    # Nor does a pause learnt from elsewhere get written again (it may be resumed).
+    return _close(log, record, report, keep_going=joined or report.elsewhere)
 
 
 def _begin(log: DeliveryLog, plan: Plan) -> SendRecord:

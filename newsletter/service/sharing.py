@@ -42,4 +42,4 @@ def _said(outcome: sending.Outcome) -> str:
         return f"{outcome.slug}: helped to send: {mine}; the send is done"
     if report.paused:
         return f"{outcome.slug}: paused ({report.paused}): {mine}, {pending} to go"
-    return f"{outcome.slug}: left to the others: {mine}, {pending} to go"
+    return f"{outcome.slug}: helped to send: {mine}; {pending} to go, left to the others"

@@ -9,11 +9,12 @@ DatabaseError subclasses carrying one sentence, whatever code path ran the SQL.
 from __future__ import annotations
 
 import importlib.util
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, Float, cast, create_engine, event, func, inspect, literal, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -304,3 +305,11 @@ __all__ = [
     "writable",
     "write_problem",
 ]
+
+
+def epoch_now(engine: Engine):
+    """Now in epoch seconds, by the database's clock, as SQL: hosts that share a send
+    judge each other's leases by one clock, whatever their own clocks say."""
+    if engine.dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return literal(time.time(), Float)  # SQLite: one machine, one clock

@@ -15,7 +15,6 @@ text the service hands over, slot markers and all.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Engine, func, insert, literal, or_, select, update
@@ -175,11 +174,12 @@ class DeliveryLog:
 
     # Claims and results --------------------------------------------------------------
 
-    def claim(self, send_id: int, worker: str, limit: int, lease_until: float) -> list[Claimed]:
+    def claim(self, send_id: int, worker: str, limit: int, lease: float) -> list[Claimed]:
         """Up to `limit` pending deliveries nobody holds (or whose lease ran out), now
-        held by `worker` until `lease_until` (epoch seconds), in id order. Whoever
-        unsubscribed or bounced since the send started is not claimed."""
-        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < time.time())
+        held by `worker` for `lease` seconds (by the database's clock), in id order.
+        Whoever unsubscribed or bounced since the send started is not claimed."""
+        now = db.epoch_now(self.engine)
+        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)
         chosen = (
             select(Delivery.id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -197,19 +197,20 @@ class DeliveryLog:
             rows = s.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(select(chosen.c.id)))
-                .values(claimed_by=worker, lease_until=lease_until)
+                .values(claimed_by=worker, lease_until=now + lease)
                 .returning(*_CLAIMED_COLUMNS)
                 .execution_options(synchronize_session=False)
             ).all()
         return sorted((Claimed(*row) for row in rows), key=lambda c: c.delivery_id)
 
-    def renew(self, send_id: int, worker: str, lease_until: float) -> int:
+    def renew(self, send_id: int, worker: str, lease: float) -> int:
+        """Hold `worker`'s claims `lease` seconds more; how many it still holds."""
         with db.session(self.engine) as s:
             return s.execute(
                 update(Delivery)
                 .where(Delivery.send_id == send_id, Delivery.claimed_by == worker)
                 .where(Delivery.state == DeliveryState.pending)
-                .values(lease_until=lease_until)
+                .values(lease_until=db.epoch_now(self.engine) + lease)
             ).rowcount
 
     def release(self, send_id: int, worker: str | None = None) -> int:

@@ -31,6 +31,11 @@ _FINAL = (
 )
 # A retried delivery keeps its claim: the runner that holds it tries again.
 _RETRY = "UPDATE deliveries SET state = {m}, attempts = {m}, last_reply = {m} WHERE id = {m}"
+# A result from a runner counts only while it holds the delivery: one whose lease ran
+# out (a stall, a lost host) and whose delivery another runner took over must not
+# reopen or overwrite what that one recorded. Results kept in a journal by a process
+# that died are written without the check (their claims were given back).
+_HELD = " AND claimed_by = {m}"
 _BOUNCE = "UPDATE subscribers SET bounce_count = bounce_count + 1 WHERE id = {m}"
 _BOUNCED = "UPDATE subscribers SET status = {m} WHERE id = {m} AND bounce_count >= {m}"
 
@@ -57,24 +62,28 @@ class ResultWriter:
     def record(self, results: Sequence[Result]) -> None:
         """Write results in one transaction; on failure nothing of it is kept."""
         stamp = self._stamp()
-        final, retry, bounced = [], [], []
+        rows: dict[str, list[tuple]] = {"final": [], "retry": [], "final_held": [],
+                                        "retry_held": []}  # fmt: skip
+        bounced = []
         for r in results:
             reply = r.reply[:500]
+            held = ("_held", (r.worker,)) if r.worker else ("", ())
             if r.state == DeliveryState.pending:
-                retry.append((r.state.value, r.attempts, reply, r.delivery_id))
+                row = (r.state.value, r.attempts, reply, r.delivery_id)
+                rows["retry" + held[0]].append(row + held[1])
                 continue
             sent_at = stamp if r.state == DeliveryState.sent else None
-            final.append(
-                (r.state.value, r.attempts, reply, r.message_id, sent_at, r.worker, r.relay,
-                 r.delivery_id)
-            )  # fmt: skip
+            relay = r.relay[:200] if r.relay else None
+            row = (r.state.value, r.attempts, reply, r.message_id, sent_at, r.worker, relay,
+                   r.delivery_id)  # fmt: skip
+            rows["final" + held[0]].append(row + held[1])
             if r.state == DeliveryState.bounced:
                 bounced.append(r.subscriber_id)
         cursor = self._connection.cursor()
         try:
-            for name, rows in (("final", final), ("retry", retry)):
-                if rows:
-                    cursor.executemany(self._sql[name], rows)
+            for name, batch in rows.items():
+                if batch:
+                    cursor.executemany(self._sql[name], batch)
             if bounced:
                 cursor.executemany(self._sql["bounce"], [(i,) for i in bounced])
                 marked = [(Status.bounced.value, i, self.bounce_limit) for i in bounced]
@@ -95,4 +104,11 @@ class ResultWriter:
         return now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now
 
 
-_STATEMENTS = {"final": _FINAL, "retry": _RETRY, "bounce": _BOUNCE, "bounced": _BOUNCED}
+_STATEMENTS = {
+    "final": _FINAL,
+    "retry": _RETRY,
+    "final_held": _FINAL + _HELD,
+    "retry_held": _RETRY + _HELD,
+    "bounce": _BOUNCE,
+    "bounced": _BOUNCED,
+}

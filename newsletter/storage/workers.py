@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, case, func, or_, select, update
@@ -56,14 +55,15 @@ class WorkerBook:
         with db.session(self.engine) as s:
             s.execute(update(WorkerRow).where(WorkerRow.id == worker).values(send_id=None))
 
-    def live(self, send_id: int, within: float) -> int:
-        """How many processes said in the last `within` seconds that they work on it."""
-        since = now() - dt.timedelta(seconds=within)
+    def others_sending(self, send_id: int, worker: str) -> int:
+        """How many other processes hold live claims of the send: those a relay's rate
+        is split with (one that waits with nothing in hand takes no share)."""
         with self.engine.connect() as conn:
             return conn.scalar(
-                select(func.count())
-                .select_from(WorkerRow)
-                .where(WorkerRow.send_id == send_id, WorkerRow.last_seen >= since)
+                select(func.count(func.distinct(Delivery.claimed_by)))
+                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
+                .where(Delivery.claimed_by != worker)
+                .where(Delivery.lease_until > db.epoch_now(self.engine))
             )
 
     def of_send(self, send_id: int) -> list[WorkerSeen]:
@@ -121,7 +121,8 @@ class WorkerBook:
     def joinable(self) -> list[str]:
         """Slugs of sends under way with deliveries nobody holds (or whose holder's
         lease ran out): a worker may join them."""
-        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < time.time())
+        now = db.epoch_now(self.engine)
+        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)
         with self.engine.connect() as conn:
             return list(
                 conn.scalars(
