@@ -138,7 +138,7 @@ def test_a_stopped_worker_leaves_the_send_to_the_others(folder, shared):
     finally:
         sender.kill()
     assert sender.returncode == 0, err
-    assert f"{SLUG}: left to the others" in worker_out
+    assert f"{SLUG}: helped to send" in worker_out and "left to the others" in worker_out
     assert send_state(folder) == SendState.done
     everyone_once(shared, 200)
     assert len(shared.handler.received) == 200

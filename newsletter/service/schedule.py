@@ -19,7 +19,7 @@ from pathlib import Path
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.service import sending
-from newsletter.storage.delivery_log import SendBusy, SendRecord, exclusive
+from newsletter.storage.delivery_log import DeliveryLog, SendBusy, SendRecord, exclusive
 from newsletter.storage.models import SendState
 from newsletter.tokens import secret_of
 
@@ -108,10 +108,11 @@ def start_due(
     now: dt.datetime | None = None,
     stopped: Callable[[], bool] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    log: DeliveryLog | None = None,
 ) -> list[str]:
     """Start every send whose time has come, one after the other; mark those too far
     past their time `late`. One line per send says what happened."""
-    log = sending.delivery_log(settings)
+    log = log or sending.delivery_log(settings)
     reports = []
     for record in log.waiting():
         now_ = now or dt.datetime.now(dt.UTC)

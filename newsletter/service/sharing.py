@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from newsletter.config import Config
 from newsletter.service import sending
+from newsletter.storage.delivery_log import DeliveryLog
 from newsletter.storage.models import DeliveryState
 from newsletter.storage.workers import WorkerBook
 
@@ -18,9 +19,10 @@ def join_all(
     *,
     stopped: Callable[[], bool] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    log: DeliveryLog | None = None,
 ) -> list[str]:
     """Help with each joinable send in turn; one line for each."""
-    log = sending.delivery_log(settings)
+    log = log or sending.delivery_log(settings)
     if not sending.shared(log):
         return []  # SQLite: one process sends an issue, holding its lock
     lines = []

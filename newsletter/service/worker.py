@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.service import bounces, outbox, schedule, sharing
+from newsletter.service import bounces, outbox, schedule, sending, sharing
 
 log = logging.getLogger("newsletter.worker")
 NAP = 0.1  # seconds between looks at the stop flag while idle
@@ -90,10 +90,7 @@ def duties(settings: Config, stop: Stop) -> list[Duty]:
     sends = Duty(
         "sends",
         lambda s: s.schedule.check_every.total_seconds(),
-        lambda s: (
-            schedule.start_due(s, stopped=stop, on_stopping=stop.set)
-            + sharing.join_all(s, stopped=stop, on_stopping=stop.set)
-        ),
+        lambda s: _sends(s, stop),
     )
     bounce_mail = Duty(
         "bounces",
@@ -103,6 +100,17 @@ def duties(settings: Config, stop: Stop) -> list[Duty]:
     )
     mail = Duty("outbox", lambda s: s.web.outbox_interval, lambda s: outbox.deliver_due(s))
     return [d for d in (sends, mail, bounce_mail, *_REGISTRY) if d.enabled(settings)]
+
+
+def _sends(settings: Config, stop: Stop) -> list[str]:
+    """Due scheduled sends, then (PostgreSQL) sends under way this worker can help
+    with; one engine for both, since the duty runs every few seconds."""
+    log = sending.delivery_log(settings)
+    try:
+        lines = schedule.start_due(settings, stopped=stop, on_stopping=stop.set, log=log)
+        return lines + sharing.join_all(settings, stopped=stop, on_stopping=stop.set, log=log)
+    finally:
+        log.engine.dispose()
 
 
 def serve(
