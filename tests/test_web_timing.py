@@ -6,6 +6,7 @@ the rate limits are counted, whose cost the timings alone cannot always tell apa
 from __future__ import annotations
 
 import random
+import sqlite3
 import statistics
 import threading
 import time
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from newsletter.config import load_config
+from newsletter.storage import db
 from newsletter.storage.models import RateLimit
 from newsletter.web import create_app
 
@@ -139,3 +141,32 @@ def test_the_daily_cap_counts_only_confirmation_emails(settings):
             for email in ("known@example.com", "new@example.com")
         }
     assert sent == {"known@example.com": 0, "new@example.com": 1}
+
+
+def test_a_signup_waiting_on_the_database_holds_up_no_other_visitor(folder):
+    """The signup's writes wait for a locked database in a worker thread: meanwhile
+    the event loop serves everyone else, and the signup still gets its 503."""
+    config = load_config(folder / "newsletter.toml", environ={})
+    engine = db.connect(config)
+    # A short busy timeout stands in for the default 10 s one.
+    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=1500"))
+    engine.dispose()  # the pooled connection db.connect opened waits the default time
+    holder = sqlite3.connect(config.root / "subscribers.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # e.g. a long import holding the write lock
+    signups = []
+    try:
+        with TestClient(create_app(config, engine=engine)) as client:
+            waiting = threading.Thread(
+                target=lambda: signups.append(client.post("/subscribe", data={"email": "a@b.cd"}))
+            )
+            waiting.start()
+            time.sleep(0.3)  # the signup is now waiting on the lock
+            start = time.perf_counter()
+            assert client.get("/").status_code == 200
+            elapsed = time.perf_counter() - start
+            assert waiting.is_alive() and elapsed < 0.6, f"the form took {elapsed:.2f} s"
+            waiting.join(10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [response.status_code for response in signups] == [503]
