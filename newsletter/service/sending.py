@@ -22,6 +22,7 @@ from newsletter.compose.slots import SlotTemplate, marker, new_prefix
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageFactory, signing_key
+from newsletter.service.fingerprint import fingerprint
 from newsletter.service.interrupt import interruptible
 from newsletter.service.runner import Report, Runner
 from newsletter.storage import db, journal
@@ -38,6 +39,11 @@ from newsletter.tokens import Signer, secret_of
 
 class SendRefused(NewsletterError):
     """The issue cannot be sent as asked: check errors, nobody to send to, bad options."""
+
+
+class SettingsDiffer(SendRefused):
+    """This host's From, links, DKIM, bounce address or secret are not those the send
+    started with: its messages would carry other Message-IDs and unsubscribe links."""
 
 
 class SendPaused(NewsletterError):
@@ -144,6 +150,7 @@ def plan(settings: Config, path: Path) -> Plan:
             checked.page, scheduled=existing,
         )  # fmt: skip
     if existing and existing.state != SendState.done:
+        same_settings(existing, settings)  # refused before the editor is asked; _begin again
         log.drop_departed(existing.id)
         to_send = log.counts(existing.id)[DeliveryState.pending]
     elif existing:
@@ -192,10 +199,22 @@ def plan_retry(settings: Config, slug: str, as_typed: str) -> Plan:
             f"{slug}: has not been sent, so nothing failed; send it with "
             f"'newsletter send {as_typed}'"
         )
+    same_settings(record, settings)
     counts = log.counts(record.id)
     prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
     to_send = counts[DeliveryState.failed] + counts[DeliveryState.pending]
     return Plan(settings, prepared, record.source_hash or "", record, to_send, mode="retry")
+
+
+def same_settings(record: SendRecord, settings: Config) -> None:
+    """Refuse to send more of a started send with other message-shaping settings than
+    it started with; a send started before they were kept (None) is taken as it is."""
+    if record.fingerprint not in (None, fingerprint(settings)):
+        raise SettingsDiffer(
+            f"{record.slug}: this host's settings differ from those the send started with "
+            "([web] secret_key, [sender], [newsletter] base_url, [dkim] or [bounces] address); "
+            "give every host the same newsletter.toml and secrets, then run this again"
+        )
 
 
 def stored_prepared(record: SendRecord, fallback_name: str) -> PreparedIssue:
@@ -222,6 +241,7 @@ def new_send(plan: Plan) -> NewSend:
         title=plan.page.title if plan.page else None,
         issue_date=plan.page.date if plan.page else None,
         web_html=plan.page.html if plan.page else None,
+        fingerprint=fingerprint(plan.settings),
     )
 
 
@@ -274,6 +294,8 @@ def join(
     record = log.find(slug)
     if record is None or record.state != SendState.sending or not shared(log):
         raise NotDue(f"{slug}: is not being sent (any more); left as it is")
+    signing_key(settings)  # an unreadable [dkim] key says so, not that the settings differ
+    same_settings(record, settings)
     journal.replay(log, record.slug)
     return _drive(settings, log, record, None, on_stopping, stopped, joined=True)
 
@@ -328,6 +350,10 @@ def _begin(log: DeliveryLog, plan: Plan) -> SendRecord:
         now = log.find(plan.slug)
         if now is None or now.state != SendState.scheduled or now != plan.scheduled:
             raise NotDue(f"{plan.slug}: no longer scheduled as planned; left as it is")
+    else:
+        now = log.find(plan.slug)
+        if now is not None and now.started:  # a resume: checked again, under the lock
+            same_settings(now, plan.settings)
     if plan.mode == "retry" and plan.existing:
         log.retry_failed(plan.existing.id)
     return log.start(new_send(plan))

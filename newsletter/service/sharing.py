@@ -33,6 +33,11 @@ def join_all(
             outcome = sending.join(settings, slug, stopped=stopped, on_stopping=on_stopping)
         except sending.NotDue:
             continue  # finished or paused meanwhile
+        except sending.SettingsDiffer as exc:
+            # Said each time the duty runs (every [schedule] check_every), not retried
+            # meanwhile: the other sends go on, and the editor sees why this host idles.
+            lines.append(f"not joined: {exc}")
+            continue
         lines.append(_said(outcome))
     return lines
 

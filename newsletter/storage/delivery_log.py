@@ -70,7 +70,8 @@ class DeliveryLog:
         """The send of this issue: resumed when it exists, else created (or, scheduled,
         started) with a snapshot of today's active subscribers, all in one transaction.
         A resumed send keeps the bodies it started with: readers get one version of an
-        issue; a scheduled one takes the bodies it is started with (nobody has any yet)."""
+        issue; a scheduled one takes the bodies it is started with (nobody has any yet).
+        The settings' fingerprint is kept the same way (the service refuses others)."""
         with db.session(self.engine) as s:
             row = s.scalar(select(Send).where(Send.slug == new.slug))
             if row is None:
@@ -79,11 +80,14 @@ class DeliveryLog:
             if row.state in NOT_STARTED:
                 _bodies(row, new)
                 row.state, row.started_at = SendState.sending, now()
+                row.fingerprint = new.fingerprint
                 s.flush()
                 row.total = _snapshot(s, row.id)
             else:
                 if row.state != SendState.done:
                     row.state = SendState.sending
+                if row.fingerprint is None:  # started before it was kept: from now on
+                    row.fingerprint = new.fingerprint
                 if row.web_html is None and row.source_hash == new.source_hash:
                     # Started before the archive page was kept: the file is unchanged,
                     # so this page is of the version readers were sent.

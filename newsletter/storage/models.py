@@ -133,6 +133,10 @@ class Send(Base):
     web_html: Mapped[str | None] = mapped_column(Text)
     # A scheduled send: when it is due (UTC). Starting it is the worker's job.
     scheduled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # An HMAC of the settings that shape a message (From, links, DKIM, bounces, secret)
+    # when the send started: a host with other settings may not join or resume it.
+    # None for a send started before it was kept.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[SendState] = mapped_column(_enum(SendState, "send_state"))
     total: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -41,6 +41,7 @@ class SendRecord:
     issue_date: dt.date | None = None
     web_html: str | None = None
     scheduled_at: dt.datetime | None = None  # UTC
+    fingerprint: str | None = None  # of the settings it started with; None: started before
 
     @property
     def started(self) -> bool:
@@ -74,13 +75,14 @@ class NewSend:
     title: str | None = None
     issue_date: dt.date | None = None
     web_html: str | None = None
+    fingerprint: str | None = None  # of the settings of whoever starts it
 
 
 def record_of(row: Send) -> SendRecord:
     return SendRecord(
         row.id, row.slug, row.subject, row.state, row.total, utc(row.started_at),
         utc(row.finished_at), row.html, row.text, row.slot_prefix, row.source_hash,
-        row.title, row.issue_date, row.web_html, utc(row.scheduled_at),
+        row.title, row.issue_date, row.web_html, utc(row.scheduled_at), row.fingerprint,
     )  # fmt: skip
 
 
