@@ -60,7 +60,6 @@ class RelayPool:
         self.routes = [Route(relay) for relay in smtp.relay_list()]
         self.cool_after = smtp.cool_after
         self.cool_down = smtp.cool_down
-        self.streak = 0  # connection failures in a row, on any relay, with no success between
         self.participants = 1
 
     def failed(self, route: Route) -> float | None:
@@ -69,15 +68,20 @@ class RelayPool:
         if route.cooling:
             return None  # an attempt begun before it was rested: counted already, in effect
         route.backoff.failed()
-        self.streak += 1
         if route.backoff.streak >= self.cool_after and not route.cooling and self._others(route):
             return route.cool(self.cool_down)
         return None
 
+    def failing(self, pause_after: int) -> bool:
+        """Whether every relay is down: each one not resting has failed `pause_after`
+        times in a row. One relay failing while another delivers is its rest's
+        business, not a reason to pause the send."""
+        awake = [r for r in self.routes if not r.cooling]
+        return bool(awake) and all(r.backoff.streak >= pause_after for r in awake)
+
     def succeeded(self, route: Route) -> bool:
         """A message went through `route`; True when the table still says it cools."""
         route.backoff.succeeded()
-        self.streak = 0
         was, route.marked = route.marked, False
         return was
 

@@ -342,9 +342,10 @@ class Runner:
         if (until := self.pool.failed(route)) is not None:
             log.warning("relay %s rests until %s: %s", route.name, time.ctime(until), reason)
             self._note(route, COOLING, until, reason)
-        if self.pool.streak >= self.smtp.pause_after:
+        if self.pool.failing(self.smtp.pause_after):
             where = " on every relay" if len(self.pool.routes) > 1 else ""
-            self._pause(f"{self.pool.streak} connection failures in a row{where} (last: {reason})")
+            streak = route.backoff.streak
+            self._pause(f"{streak} connection failures in a row{where} (last: {reason})")
 
     def _succeeded(self, route: Route) -> None:
         if self.pool.succeeded(route):
