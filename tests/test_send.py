@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 
 import pytest
@@ -91,6 +92,13 @@ def test_temporary_refusal_that_persists_fails_after_the_limit(cli, folder, send
     assert "failed   1" in status
     assert "bo@example.com  failed  after 3 attempt(s): 452 scripted reply" in status
     assert subscriber_status(folder, "bo@example.com") == "active"
+    # Who sent it and through which relay, as the log recorded them; a finished send
+    # shows no speed.
+    workers = status.split("Workers:\n", 1)[1].splitlines()
+    assert workers[1].split()[-4:-1] == [str(os.getpid()), "2", "1"]  # pid, sent, failed
+    relays = status.split("Relays:\n", 1)[1].splitlines()
+    assert relays[1].split()[:3] == [f"127.0.0.1:{sending.port}", "2", "1"]
+    assert "Speed:" not in status
 
 
 def test_permanent_refusal_bounces_and_stops_the_subscriber(cli, folder, sending):

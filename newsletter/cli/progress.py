@@ -170,7 +170,7 @@ def say_status(status) -> None:
 
 def _say_progress(status) -> None:
     """Speed, time left, and the table of workers and relays of a send."""
-    if status.rate:
+    if status.rate and status.record.state.value == "sending":  # a finished send has no speed
         left = f", about {_duration(status.eta)} left" if status.eta is not None else ""
         typer.echo(f"Speed: {status.rate:.1f} messages a second over the last minute{left}")
     if status.workers:
