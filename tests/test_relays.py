@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from newsletter.config import load_config
 from newsletter.mail.message import MessageFactory
-from newsletter.service import runner as runner_module
 from newsletter.service import sending as service
+from newsletter.service import watching
 from newsletter.service.runner import Runner
 from newsletter.storage import db
 from newsletter.storage.delivery_log import DeliveryLog
@@ -223,7 +223,7 @@ def started_runner(folder: Path, participants):
 
 
 def test_workers_share_a_relays_rate(cli, folder, smtp, monkeypatch):
-    monkeypatch.setattr(runner_module, "WATCH_EVERY", 0.05)
+    monkeypatch.setattr(watching, "WATCH_EVERY", 0.05)
     use_smtp(folder, smtp.port, rate=40, connections=2)
     subscribe(cli, 9)
     asked = []

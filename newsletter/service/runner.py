@@ -32,16 +32,15 @@ from newsletter.mail.transport import AuthError, Connection, Reply, TransportErr
 from newsletter.service.pacing import RetryQueue
 from newsletter.service.recorder import Recorder, RecordError
 from newsletter.service.relays import REST_POLL, RelayPool, Route
+from newsletter.service.watching import Watching
 from newsletter.storage.delivery_log import DEPARTED, Claimed, DeliveryLog, Result
-from newsletter.storage.models import DeliveryState, SendState
+from newsletter.storage.models import DeliveryState
 from newsletter.storage.relays import COOLING, OK
 from newsletter.storage.workers import WorkerBook
 
 CLAIM_BATCH = 500  # deliveries per claim, at most
 CLAIM_SECONDS = 2.0  # a throttled sender claims about this long's worth of work
 LEASE = 60.0  # seconds a claim holds; renewed while the runner works
-WATCH_EVERY = 1.0  # seconds between looks for readers who left during the send
-BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
 SHARED_POLL = 1.0  # seconds between looks at a shared send others still work on
 IDLE_REOPEN = 15.0  # seconds a connection may idle before it is reopened instead of reused
 log = logging.getLogger("newsletter.runner")
@@ -71,7 +70,7 @@ class Report:
     unrecorded: int = 0  # results the log refused: their messages may go out again
 
 
-class Runner:
+class Runner(Watching):
     def __init__(
         self,
         log: DeliveryLog,
@@ -158,52 +157,6 @@ class Runner:
         except Exception as exc:  # the leases run out by themselves
             log.warning("could not release claims: %s", exc)
 
-    async def _watch(self) -> None:
-        """Keep the claims alive, notice who unsubscribed since they were claimed, say
-        this process is alive, and (shared) notice a pause by another participant.
-        Without this the claims would run out under a live sender: any surprise here
-        pauses the send rather than go on unwatched."""
-        try:
-            await self._keep_watch()
-        except RecordError as exc:
-            self._pause(str(exc))
-        except Exception as exc:
-            log.exception("watching the send failed")
-            self._pause(f"lost track of the claims ({exc.__class__.__name__}: {exc})")
-
-    async def _keep_watch(self) -> None:
-        await self._beat()
-        await self._refresh()  # others may be at work already: take a share from the start
-        renewed = beaten = time.monotonic()
-        while True:
-            await asyncio.sleep(WATCH_EVERY)
-            await self._refresh()
-            self._departed |= await self.recorder.call(self.log.departed, self.send_id, self.worker)
-            if time.monotonic() - renewed > self.lease / 3:
-                await self.recorder.call(self.log.renew, self.send_id, self.worker, self.lease)
-                renewed = time.monotonic()
-            if time.monotonic() - beaten > BEAT_EVERY:
-                await self._beat()
-                beaten = time.monotonic()
-
-    async def _beat(self) -> None:
-        if self.book is None:
-            return
-        await self.recorder.call(self.book.beat, self.worker, self.send_id)
-        if self.shared:
-            state = await self.recorder.call(self.book.state, self.send_id)
-            if state not in (SendState.sending, SendState.done):
-                self.report.elsewhere = not self.report.paused
-                self._pause(f"the send was {state.value if state else 'removed'} elsewhere")
-
-    async def _refresh(self) -> None:
-        """Re-read how many workers share the send, and which relays others found down."""
-        try:
-            self.pool.share(await asyncio.to_thread(self.participants))
-            self.pool.adopt(await self.recorder.call(self.log.relays))
-        except Exception as exc:  # the last known shares and states hold meanwhile
-            log.warning("could not read the send's workers or relays: %s", exc)
-
     async def _rested(self, route: Route) -> bool:
         """Wait out the relay's rest; False when the send ended meanwhile."""
         while route.cooling:
@@ -252,13 +205,6 @@ class Runner:
             return CLAIM_BATCH
         worth = int(sum(r.rate for r in routes) / self.pool.participants * CLAIM_SECONDS)
         return max(sum(r.connections for r in routes) * 2, min(CLAIM_BATCH, worth))
-
-    async def _others_at_work(self) -> bool:
-        """A shared send is over for this process only when nobody holds any of it: a
-        participant that dies leaves claims that become free when its lease runs out."""
-        if not (self.stay and self.book):
-            return False
-        return bool(await self.recorder.call(self.book.held_elsewhere, self.send_id, self.worker))
 
     async def _connection(self, route: Route) -> None:
         connection: Connection | None = None
