@@ -48,15 +48,17 @@ class Counting:
             return sum(self.copies.values())
 
 
-def newsletter(folder: Path, *args: str) -> subprocess.Popen:
+def newsletter(folder: Path, *args: str, out=subprocess.DEVNULL) -> subprocess.Popen:
+    """`newsletter ARGS` in the folder, without the caller's NEWSLETTER_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", *args],
         cwd=folder,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=out,
         stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -73,7 +75,7 @@ def one_kill(recipients: int, connections: int, rng: random.Random) -> tuple[int
             deadline = time.monotonic() + 120
             while counting.total() < point:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the send ended early: {process.stderr.read().decode()}")
+                    raise SystemExit(f"the send ended early: {process.stderr.read()}")
                 time.sleep(0.001)
             process.send_signal(signal.SIGKILL)
             process.wait()
@@ -81,7 +83,7 @@ def one_kill(recipients: int, connections: int, rng: random.Random) -> tuple[int
             resumed = newsletter(folder, "send", ISSUE, "--yes")
             _, err = resumed.communicate(timeout=300)
             if resumed.returncode != 0:
-                raise SystemExit(f"the resume failed: {err.decode()}")
+                raise SystemExit(f"the resume failed: {err}")
         finally:
             controller.stop()
     if len(counting.copies) != recipients:

@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+from crash import newsletter
 from send import free_port, start_sink
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -46,15 +47,6 @@ def admin_engine():
     return create_engine(
         make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
     )
-
-
-def newsletter(folder: Path, *args: str, out=subprocess.DEVNULL) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
 
 
 def prepare(tmp: str, url: str, ports: list[int], args) -> Path:

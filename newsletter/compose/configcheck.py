@@ -31,7 +31,7 @@ def concerns(config: Config) -> list[Concern]:
     """What `check` and every send say about the settings, before any connection."""
     found = []
     smtp = config.smtp
-    if smtp.username and not (smtp.password and smtp.password.get_secret_value()):
+    if _no_password(smtp):
         found.append(
             Concern(
                 "error",
@@ -47,16 +47,20 @@ def concerns(config: Config) -> list[Concern]:
     return found
 
 
+def _no_password(login) -> bool:
+    """A login named without its password: the server would refuse it."""
+    return bool(login.username) and not (login.password and login.password.get_secret_value())
+
+
 def _relay_logins(config: Config) -> list[Concern]:
     found = []
     for index, relay in enumerate(config.smtp.relay_list() if config.smtp.relays else [], 1):
-        login = relay.settings
-        if login.username and not (login.password and login.password.get_secret_value()):
+        if _no_password(relay.settings):
             found.append(
                 Concern(
                     "error",
                     config.where("smtp", "relays"),
-                    f"smtp.relays[{index}].username is {login.username!r} but no password "
+                    f"smtp.relays[{index}].username is {relay.settings.username!r} but no password "
                     f"is set, so the relay would refuse the login; set "
                     f"{password_variable(relay.name)}",
                 )

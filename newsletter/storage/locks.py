@@ -1,5 +1,7 @@
-"""One sender per issue: a second `newsletter send` of the same issue waits for
-nobody and is refused, since both would walk the same deliveries."""
+"""The issue's lock. On SQLite one sender per issue holds it for the whole send: a
+second `newsletter send` of the same issue waits for nobody and is refused, since
+both would walk the same deliveries. On PostgreSQL it covers only a send's start
+(the snapshot); the deliveries are then shared through claims."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, case, func, or_, select, update
+from sqlalchemy import Engine, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -104,14 +104,14 @@ class WorkerBook:
     def held_elsewhere(self, send_id: int, worker: str) -> int:
         """Deliveries still to go that are not `worker`'s: others hold them (their
         leases may run out, and then they are claimable), or nobody does yet."""
-        mine = and_(Delivery.claimed_by.is_not(None), Delivery.claimed_by == worker)
         with self.engine.connect() as conn:
             return conn.scalar(
                 select(func.count())
                 .select_from(Delivery)
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.pending)
-                .where(Subscriber.status == Status.active, ~mine)
+                .where(Subscriber.status == Status.active)
+                .where(or_(Delivery.claimed_by.is_(None), Delivery.claimed_by != worker))
             )
 
     def state(self, send_id: int) -> SendState | None:
