@@ -2,25 +2,18 @@
 message the tool sends (issues and transactional mail alike) is signed the same
 way: relaxed/relaxed, rsa-sha256 or ed25519-sha256 (RFC 8463), through OpenSSL.
 
-Every recipient's body differs (their unsubscribe link), so every message needs
-its own body hash: the relaxed body is the body itself, minus trailing empty
-lines, unless it holds a tab, two spaces in a row or a space before a line end;
-only those are rewritten, by regexes with literal prefixes (quick scans). RSA
-signing lets go of the GIL, so the send loop hands it to a few threads
-(`sign_async`) and a second core signs too.
+This module holds the key and the signature field; `mail.signing` signs the
+factory's messages fast, canonicalizing their literal pieces once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -80,8 +73,17 @@ class DkimKey:
         """The DKIM-Signature header followed by the message (CRLF line ends)."""
         if b"\r" not in message:  # LF line ends; the factory's messages always have CRLF
             message = message.replace(b"\n", b"\r\n")
-        split = message.find(b"\r\n\r\n")
-        head, body = (message, b"") if split < 0 else (message[: split + 2], message[split + 4 :])
+        head, body = split_message(message)
+        return self.header(head, hashlib.sha256(relaxed_body(body)).digest()) + message
+
+    def header(self, head: bytes, body_hash: bytes) -> bytes:
+        """The DKIM-Signature field of a message with these header fields whose relaxed
+        body hashes (SHA-256) to body_hash."""
+        unsigned, digest = self.unsigned(head, body_hash)
+        return finish(unsigned, self.signature(digest))
+
+    def unsigned(self, head: bytes, body_hash: bytes) -> tuple[bytes, bytes]:
+        """The field up to its empty b=, and the digest its signature signs."""
         names, signed = select(header_fields(head))
         tags = [
             b"v=1",
@@ -91,32 +93,30 @@ class DkimKey:
             b"s=" + self.selector,
             b"t=%d" % time.time(),
             b"h=" + b":".join(names),
-            b"bh=" + base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()),
+            b"bh=" + base64.b64encode(body_hash),
         ]
-        unsigned = fold(tags)  # ends in "b=": what is hashed, the signature's own value empty
-        signed.append(relaxed_header(unsigned).removesuffix(b"\r\n"))
-        digest = hashlib.sha256(b"".join(signed)).digest()
-        value = base64.b64encode(self._signature(digest))
-        chunks = [value[i : i + 72] for i in range(0, len(value), 72)]
-        return unsigned + b"\r\n ".join(chunks) + b"\r\n" + message
+        unsigned = fold(tags)
+        # Uncached: this field is new every time.
+        signed.append(relaxed_header.__wrapped__(unsigned).removesuffix(b"\r\n"))
+        return unsigned, hashlib.sha256(b"".join(signed)).digest()
 
-    def _signature(self, digest: bytes) -> bytes:
+    def signature(self, digest: bytes) -> bytes:
         if isinstance(self.key, rsa.RSAPrivateKey):
             return self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
         return self.key.sign(digest)  # RFC 8463: Ed25519 over the SHA-256 of the headers
 
-    async def sign_async(self, message: bytes) -> bytes:
-        """`sign`, on a worker thread for RSA (~200 µs of OpenSSL that holds no GIL);
-        Ed25519 is quicker than the hand-over, so it signs right here."""
-        if not isinstance(self.key, rsa.RSAPrivateKey):
-            return self.sign(message)
-        return await asyncio.get_running_loop().run_in_executor(_signers(), self.sign, message)
+
+def split_message(message: bytes) -> tuple[bytes, bytes]:
+    """(header fields, each ending in CRLF; body) of a message with CRLF line ends."""
+    split = message.find(b"\r\n\r\n")
+    return (message, b"") if split < 0 else (message[: split + 2], message[split + 4 :])
 
 
-@cache
-def _signers() -> ThreadPoolExecutor:
-    # One pool per process, a thread per core: more would only queue for the cores.
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="dkim")
+def finish(unsigned: bytes, signature: bytes) -> bytes:
+    """The field of `unsigned` with its b= value, folded at 72 characters."""
+    value = base64.b64encode(signature)
+    chunks = [value[i : i + 72] for i in range(0, len(value), 72)]
+    return unsigned + b"\r\n ".join(chunks) + b"\r\n"
 
 
 def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -158,16 +158,22 @@ def relaxed_header(raw: bytes) -> bytes:
     return name.rstrip(b" \t").lower() + b":" + value.strip(b" ") + b"\r\n"
 
 
+def relaxed_piece(piece: bytes) -> bytes:
+    """§3.4.4's rewrites within a piece of a body: runs of WSP made one space, none
+    before a line end. A body with no tab, no two spaces in a row and no space before
+    a line end is its own relaxed form; regexes with literal prefixes find out quickest."""
+    if b"\t" in piece:
+        piece = _WSP.sub(b" ", piece)
+    elif b"  " in piece:  # HTML indentation and the like: common, so its own quicker regex
+        piece = _SPACES.sub(b" ", piece)
+    return _TRAILING.sub(b"\r\n", piece)  # runs are single spaces by now
+
+
 def relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 §3.4.4, with a fast path: a body with no tab, no two spaces in a row
-    and no space before a line end is its own relaxed form, but for trailing empty lines."""
+    """RFC 6376 §3.4.4: the pieces' rewrites, then no trailing empty lines."""
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
-    if b"\t" in body:
-        body = _WSP.sub(b" ", body)
-    elif b"  " in body:  # HTML indentation and the like: common, so its own quicker regex
-        body = _SPACES.sub(b" ", body)
-    body = _TRAILING.sub(b"\r\n", body)  # runs are single spaces by now
+    body = relaxed_piece(body)
     end = len(body)
     while end >= 2 and body[end - 2 : end] == b"\r\n":
         end -= 2
@@ -180,20 +186,30 @@ def fold(tags: list[bytes]) -> bytes:
     """The signature header up to its empty `b=`, on lines of at most WIDTH characters.
     A line breaks at the space after a ';' or, inside h=, after a ':' (FWS is allowed
     around its colons); relaxed canonicalization of the result is what is signed."""
-    lines: list[bytes] = []
-    line = b"DKIM-Signature:"
+    done, line = _folded(tuple(tags[:-1]))  # all but bh=: the same all second long
+    done, line = _place(done, line, tags[-1])
+    return b"\r\n".join((*done, line)) + b"\r\n b="
+
+
+@lru_cache(maxsize=16)
+def _folded(tags: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], bytes]:
+    done, line = (), b"DKIM-Signature:"
     for tag in tags:
-        pieces = tag.split(b":") if tag.startswith(b"h=") else [tag]
-        for i, piece in enumerate(pieces):
-            text = piece + (b":" if i < len(pieces) - 1 else b";")
-            joint = b"" if i else b" "
-            if len(line) + len(joint) + len(text) > WIDTH:
-                lines.append(line)
-                line = b" " + text
-            else:
-                line += joint + text
-    lines.append(line)
-    return b"\r\n".join(lines) + b"\r\n b="
+        done, line = _place(done, line, tag)
+    return done, line
+
+
+def _place(done: tuple[bytes, ...], line: bytes, tag: bytes) -> tuple[tuple[bytes, ...], bytes]:
+    """The lines so far and the one being filled, with tag added."""
+    pieces = tag.split(b":") if tag.startswith(b"h=") else [tag]
+    for i, piece in enumerate(pieces):
+        text = piece + (b":" if i < len(pieces) - 1 else b";")
+        joint = b"" if i else b" "
+        if len(line) + len(joint) + len(text) > WIDTH:
+            done, line = (*done, line), b" " + text
+        else:
+            line += joint + text
+    return done, line
 
 
 def load_key(config: Config) -> DkimKey | None:

@@ -106,7 +106,6 @@ class MessageFactory:
         self.web_url = self.links.web(prepared.slug)
         self._archive_url = self.links.archive()
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
-        self._dkim = signing_key(config)
         self._build_skeleton()
 
     @property
@@ -161,17 +160,19 @@ class MessageFactory:
         return self.build_with_id(r)[0]
 
     def build_with_id(self, r: Recipient) -> tuple[bytes, str]:
-        message, message_id = self._unsigned(r)
-        return (self._dkim.sign(message) if self._dkim else message), message_id
+        parts, message_id = self.parts(r)
+        return (self.dkim.sign(parts) if self.dkim else b"".join(parts)), message_id
 
     async def build_async(self, r: Recipient) -> tuple[bytes, str]:
-        """`build_with_id` for the send loop: an RSA signature is made on a worker
-        thread, so that the second core signs while this one sends."""
-        message, message_id = self._unsigned(r)
-        return (await self._dkim.sign_async(message) if self._dkim else message), message_id
+        """`build_with_id` for the send loop: a message is signed on a worker thread,
+        so that the second core signs while this one sends."""
+        parts, message_id = self.parts(r)
+        if self.dkim is None:
+            return b"".join(parts), message_id
+        return await self.dkim.sign_async(parts), message_id
 
-    def _unsigned(self, r: Recipient) -> tuple[bytes, str]:
-        """The fast path: encode the recipient's values and join the precut pieces."""
+    def parts(self, r: Recipient) -> tuple[list[bytes], str]:
+        """The fast path: encode the recipient's values between the precut pieces."""
         message_id = self.message_id(r)
         name = mime.header_safe(r.name, "name")
         email = mime.header_safe(r.email, "email")
@@ -187,10 +188,10 @@ class MessageFactory:
         for key, part, slot in self._slot_keys:
             value = slots[slot]
             values[key] = mime.qp_value(html.escape(value) if part == "html" else value)
-        message = b"".join(
-            [self._head, *(p for key, text in self._tail for p in (values[key], text))]
-        )
-        return message, message_id
+        return [
+            self._head,
+            *(p for key, text in self._tail for p in (values[key], text)),
+        ], message_id
 
     def reference(self, r: Recipient) -> bytes:
         """The same message built the slow, obvious stdlib way."""
@@ -275,6 +276,7 @@ class MessageFactory:
         keys = {key for key, _ in self._tail if ":" in key}
         # (key, part, slot name) of the slots filled per recipient, split once here.
         self._slot_keys = tuple((k, *k.split(":", 1)) for k in sorted(keys - set(self._constants)))
+        self.dkim = cut_signer(self.config, [self._head, *(text for _, text in self._tail)])
 
 
 def signing_key(config: Config):
@@ -285,3 +287,12 @@ def signing_key(config: Config):
     from newsletter.mail.dkim import load_key
 
     return load_key(config)
+
+
+def cut_signer(config: Config, literals: list[bytes]):
+    """The signer of messages cut into these literal pieces, or None without a key."""
+    if (key := signing_key(config)) is None:
+        return None
+    from newsletter.mail.signing import CutSigner
+
+    return CutSigner(key, literals)
