@@ -75,7 +75,9 @@ def progress_bar(plan):
             nonlocal done
             done += finished
             rate = done / max(time.monotonic() - started, 1e-6)
-            progress.update(task, advance=finished, rate=f"{rate:,.0f}")
+            # Others' results in a shared send may be counted a moment early: never past the end.
+            completed = min(plan.already + done, plan.total)
+            progress.update(task, completed=completed, rate=f"{rate:,.0f}")
 
         def on_stopping() -> None:
             console.print("Stopping after the messages in flight (Ctrl-C again: at once)…")

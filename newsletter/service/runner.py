@@ -113,13 +113,15 @@ class Runner(Watching):
         self._exhausted = False
         self._departed: set[int] = set()  # claimed, but their reader has left since
         self._tries: dict[int, int] = {}  # delivery id -> temporary failures in this run
+        self._mine = 0  # results this process recorded
+        self._others: tuple[int, int] | None = None  # (finished by then, others' counted)
         self._claiming = asyncio.Lock()
         self._halt = asyncio.Event()
         self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         self._stop = stop or asyncio.Event()
-        self.recorder = Recorder(self.log, asyncio.get_running_loop(), self.on_progress)
+        self.recorder = Recorder(self.log, asyncio.get_running_loop(), self._progress)
         await self._refresh()
         renewing = asyncio.create_task(self._watch())
         tasks = [self._connection(r) for r in self.pool.routes for _ in range(r.connections)]
@@ -128,9 +130,15 @@ class Runner(Watching):
         finally:
             renewing.cancel()
             await self.recorder.close()
+        if self.shared:  # others' last results, since the last look
+            await self._count_others()
         await self._settle()
         self.report.stopped = self._stop.is_set() and not self.report.paused
         return self.report
+
+    def _progress(self, finished: int) -> None:
+        self._mine += finished
+        self.on_progress(finished)
 
     def _halted(self) -> bool:
         return self._stop.is_set() or self._halt.is_set()

@@ -13,7 +13,7 @@ import logging
 import time
 
 from newsletter.service.recorder import RecordError
-from newsletter.storage.models import SendState
+from newsletter.storage.models import DeliveryState, SendState
 
 WATCH_EVERY = 1.0  # seconds between looks (leases, departed readers, shares)
 BEAT_EVERY = 2.0  # seconds between "still here" notes in the workers table
@@ -53,10 +53,29 @@ class Watching:
             return
         await self.recorder.call(self.book.beat, self.worker, self.send_id)
         if self.shared:
+            await self._count_others()
             state = await self.recorder.call(self.book.state, self.send_id)
             if state not in (SendState.sending, SendState.done):
                 self.report.elsewhere = not self.report.paused
                 self._pause(f"the send was {state.value if state else 'removed'} elsewhere")
+
+    async def _count_others(self) -> None:
+        """A shared send's progress counts everyone's results, not this process's
+        alone. Others' count only grows: one of this process's results may be in the
+        log a moment before it is counted here as this process's."""
+        try:
+            counts = await asyncio.to_thread(self.log.counts, self.send_id)  # not on the writer
+        except Exception as exc:  # a bar a moment behind is no reason to stop a send
+            log.warning("could not count the send's results: %s", exc)
+            return
+        finished = sum(counts.values()) - counts[DeliveryState.pending]
+        if self._others is None:
+            self._others = (finished - self._mine, 0)
+        start, counted = self._others
+        others = finished - start - self._mine
+        if others > counted:
+            self.on_progress(others - counted)
+            self._others = (start, others)
 
     async def _refresh(self) -> None:
         """Re-read how many workers share the send, and which relays others found down."""
