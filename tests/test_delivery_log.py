@@ -92,3 +92,35 @@ def test_workers_are_listed_with_what_each_recorded(started):
     assert "host-a:1" not in {w.id for w in book.of_send(record.id)}  # nothing recorded
     assert book.relay_tally(record.id) == {"relay1": (5, 0)}
     assert book.sent_since(record.id, 60) == 5
+
+
+def test_a_process_not_heard_of_for_a_week_is_forgotten_and_its_tally_kept(started):
+    import datetime as dt
+
+    from newsletter.storage.models import Worker, utcnow
+    from newsletter.storage.result_writer import Result
+    from newsletter.storage.workers import WorkerBook
+
+    log, record = started
+    book = WorkerBook(log.engine)
+    for worker in ("old:1", "recent:2", "me:3"):
+        book.beat(worker, record.id)
+    claimed = log.claim(record.id, "old:1", 3, 60)
+    log.record(
+        [Result(c.delivery_id, c.subscriber_id, DeliveryState.sent, 1, "250", "<m>", "old:1")
+         for c in claimed]
+    )  # fmt: skip
+    now = utcnow()
+    with db.session(log.engine) as s:
+        s.execute(
+            update(Worker).where(Worker.id == "old:1").values(last_seen=now - dt.timedelta(days=8))
+        )
+        s.execute(
+            update(Worker)
+            .where(Worker.id == "recent:2")
+            .values(last_seen=now - dt.timedelta(days=6))
+        )
+    book.leave("me:3")
+    seen = {w.id: w for w in book.of_send(record.id)}
+    assert seen["old:1"].pid is None and seen["old:1"].sent == 3  # row gone, tally kept
+    assert seen["recent:2"].pid is not None

@@ -58,9 +58,8 @@ class CutSigner:
 
     def sign(self, parts: Sequence[bytes]) -> bytes:
         """The signed message of these parts (the literal pieces with values between)."""
-        message = b"".join(parts)
-        unsigned, digest = self._unsigned(parts, message)
-        return finish(unsigned, self.key.signature(digest)) + message
+        unsigned, digest = self._unsigned(parts)
+        return b"".join([finish(unsigned, self.key.signature(digest)), *parts])
 
     async def sign_async(self, parts: Sequence[bytes]) -> bytes:
         """`sign` for the send loop. An Ed25519 signature costs less than a hand-over
@@ -68,14 +67,14 @@ class CutSigner:
         signing threads, so that the second core signs while this one sends."""
         if not isinstance(self.key.key, rsa.RSAPrivateKey):
             return self.sign(parts)
-        message = b"".join(parts)
-        unsigned, digest = self._unsigned(parts, message)
-        return finish(unsigned, await _signers(self.key).sign(digest)) + message
+        unsigned, digest = self._unsigned(parts)
+        signature = await _signers(self.key).sign(digest)
+        return b"".join([finish(unsigned, signature), *parts])
 
-    def _unsigned(self, parts: Sequence[bytes], message: bytes) -> tuple[bytes, bytes]:
+    def _unsigned(self, parts: Sequence[bytes]) -> tuple[bytes, bytes]:
         body = self.relaxed_body(parts)
         if body is None:  # not a value the factory makes: the whole body, the slow way
-            head, rest = split_message(message)
+            head, rest = split_message(b"".join(parts))
             return self.key.unsigned(head, hashlib.sha256(relaxed_body(rest)).digest())
         head = b"".join(parts[: self._at]) + parts[self._at][: self._head_end]
         return self.key.unsigned(head, hashlib.sha256(body).digest())

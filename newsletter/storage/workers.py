@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, case, func, or_, select, update
+from sqlalchemy import Engine, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,6 +21,8 @@ from newsletter.storage.models import Delivery, DeliveryState, Send, SendState, 
 from newsletter.storage.models import Worker as WorkerRow
 from newsletter.storage.models import utcnow as now
 from newsletter.storage.records import utc
+
+FORGET_AFTER = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,12 @@ class WorkerBook:
             s.execute(statement)
 
     def leave(self, worker: str) -> None:
+        """This process works on no send now. Rows of processes not heard of for a
+        while go: a `worker --once` from cron would otherwise add one a minute for
+        ever (what each sent stays in the delivery log)."""
         with db.session(self.engine) as s:
             s.execute(update(WorkerRow).where(WorkerRow.id == worker).values(send_id=None))
+            s.execute(delete(WorkerRow).where(WorkerRow.last_seen < now() - FORGET_AFTER))
 
     def others_sending(self, send_id: int, worker: str) -> int:
         """How many other processes hold live claims of the send: those a relay's rate
