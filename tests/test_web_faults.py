@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 
+import httpx
 import pytest
 from conftest import use_smtp
 from fastapi.testclient import TestClient
+from smtp_server import free_port
 from sqlalchemy import create_engine, event, select
+from web_server import serving
 
 from newsletter.config import load_config
 from newsletter.storage import db
@@ -124,3 +128,34 @@ def test_a_writable_database_is_healthy(config):
         health = client.get("/healthz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert "retry-after" not in health.headers
+
+
+def test_a_write_waiting_for_the_lock_holds_up_no_other_page(letter):
+    """An unsubscribe and a confirmation wait for another writer's lock (a send's
+    results, an import); meanwhile the site keeps answering everyone else."""
+    config, confirm, unsubscribe = letter
+    holder = sqlite3.connect(config.root / "subscribers.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    locked_at, answers = time.monotonic(), {}
+    with serving(config, free_port()) as url:
+
+        def post(path: str) -> None:
+            response = httpx.post(url + path, timeout=30)
+            answers[path] = (response.status_code, time.monotonic() - locked_at)
+
+        waiting = [threading.Thread(target=post, args=(path,)) for path in (unsubscribe, confirm)]
+        for thread in waiting:
+            thread.start()
+        time.sleep(0.5)  # both wait for the lock by now
+        started = time.monotonic()
+        for path in ("/archive", "/feed.xml", unsubscribe, "/"):
+            assert httpx.get(url + path, timeout=30).status_code == 200, path
+        reading = time.monotonic() - started
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - locked_at)))
+        holder.execute("ROLLBACK")
+        holder.close()
+        for thread in waiting:
+            thread.join(15)
+    assert reading < 1.0, f"the other pages took {reading:.1f} s"
+    assert answers[unsubscribe][0] == answers[confirm][0] == 200
+    assert min(answers[unsubscribe][1], answers[confirm][1]) >= 2.0  # they did wait

@@ -23,12 +23,12 @@ ATOM = "http://www.w3.org/2005/Atom"
 
 
 @router.api_route("/archive", methods=["GET", "HEAD"], response_class=HTMLResponse)
-async def archive(ctx: Context):
+def archive(ctx: Context):
     return ctx.pages.page("archive", issues=service.published(ctx.engine))
 
 
 @router.api_route("/archive/{slug}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-async def web_version(ctx: Context, slug: str):
+def web_version(ctx: Context, slug: str):
     found = service.issue_page(ctx.engine, slug[:100])
     if found is None:
         return ctx.pages.message(404, "Not found", "There is no issue here.")
@@ -43,7 +43,7 @@ async def web_version(ctx: Context, slug: str):
 
 
 @router.api_route("/feed.xml", methods=["GET", "HEAD"])
-async def feed(ctx: Context):
+def feed(ctx: Context):
     issues = service.in_full(ctx.engine, service.published(ctx.engine)[:FEED_ENTRIES])
     body = atom(ctx.config, ctx.links, issues)
     return Response(body, media_type="application/atom+xml", headers=ctx.pages.headers)

@@ -9,6 +9,7 @@ is damaged, expired, or made for someone erased since (its id may be reused)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.service import signup
 from newsletter.tokens import TokenError, TokenExpired
@@ -20,7 +21,7 @@ MAX_TOKEN = 500
 
 
 @router.api_route("/confirm", methods=["GET", "HEAD"])
-async def confirm_page(ctx: Context, token: str = ""):
+def confirm_page(ctx: Context, token: str = ""):
     try:
         pending = signup.look_up(
             ctx.engine, token[:MAX_TOKEN], signer=ctx.signer,
@@ -37,8 +38,8 @@ async def confirm_page(ctx: Context, token: str = ""):
 async def confirm(request: Request, ctx: Context, token: str = ""):
     token = await posted_token(request, token)
     try:
-        joined = signup.confirm_link(
-            ctx.engine, token[:MAX_TOKEN], signer=ctx.signer, links=ctx.links,
+        joined = await run_in_threadpool(
+            signup.confirm_link, ctx.engine, token[:MAX_TOKEN], signer=ctx.signer, links=ctx.links,
             max_age_seconds=ctx.config.web.confirm_days * 86400,
             welcome=ctx.config.web.welcome_email,
         )  # fmt: skip

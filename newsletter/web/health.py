@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.api_route("/healthz", methods=["GET", "HEAD"])
-async def healthz(ctx: Context):
+def healthz(ctx: Context):
     problem = db.write_problem(ctx.engine)
     if problem is None:
         return ctx.pages.json({"status": "ok"})

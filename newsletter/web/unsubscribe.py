@@ -5,6 +5,7 @@ offers the way back: POST /resubscribe with the same token."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.service import signup
 from newsletter.storage.models import Status
@@ -25,7 +26,7 @@ def _not_valid(ctx: WebContext):
 
 
 @router.api_route("/unsubscribe", methods=["GET", "HEAD"])
-async def unsubscribe_page(ctx: Context, token: str = ""):
+def unsubscribe_page(ctx: Context, token: str = ""):
     token = token[:MAX_TOKEN]
     try:
         status = signup.unsubscribe_status(ctx.engine, token, signer=ctx.signer)
@@ -36,7 +37,7 @@ async def unsubscribe_page(ctx: Context, token: str = ""):
 
 
 @router.post("/unsubscribe")
-async def unsubscribe(ctx: Context, token: str = ""):
+def unsubscribe(ctx: Context, token: str = ""):
     # RFC 8058: one POST with List-Unsubscribe=One-Click, no cookie, no redirect.
     token = token[:MAX_TOKEN]
     try:
@@ -50,9 +51,10 @@ async def unsubscribe(ctx: Context, token: str = ""):
 async def resubscribe(request: Request, ctx: Context, token: str = ""):
     token = (await posted_token(request, token))[:MAX_TOKEN]
     try:
-        back = signup.resubscribe_link(
-            ctx.engine, token, signer=ctx.signer, consent=ctx.pages.consent,
-            form=f"{ctx.links.public_unsubscribe()} (resubscribe button)",
+        form = f"{ctx.links.public_unsubscribe()} (resubscribe button)"
+        back = await run_in_threadpool(
+            signup.resubscribe_link, ctx.engine, token, signer=ctx.signer,
+            consent=ctx.pages.consent, form=form,
         )  # fmt: skip
     except TokenError:
         return _not_valid(ctx)
