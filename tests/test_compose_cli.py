@@ -5,6 +5,8 @@ over one compose function."""
 from __future__ import annotations
 
 import ast
+import gc
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,3 +76,20 @@ def test_strict_check_fails_on_a_warning_alone(cli, write_issue):
     result = cli("check", "--strict", "issues/2026-12-08-short.md")
     assert result.exit_code == 1
     assert "0 error(s), 3 warning(s)" in result.output  # and the demo identity's two
+
+
+def test_commands_run_with_the_collectors_own_thresholds(cli, write_issue):
+    """Starting up and `check` collect garbage rarely (collections were a tenth of a
+    check); every command, and whatever runs after `check` in the same process (a
+    test run), gets the interpreter's own thresholds back."""
+    defaults = subprocess.run(
+        [sys.executable, "-c", "import gc; print(gc.get_threshold())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    path = write_issue(MINIMAL_ISSUE)
+    result = cli("check", str(path))
+    assert result.exit_code == 0, result.output
+    assert str(gc.get_threshold()) == defaults
+    gc.set_threshold(100_000, 50, 50)  # as the CLI's start-up leaves them
+    assert cli("subscribers", "count").exit_code == 0
+    assert str(gc.get_threshold()) == defaults

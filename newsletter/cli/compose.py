@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, issue_path, reports_errors
+from newsletter.cli.common import ConfigOption, issue_path, rare_collections, reports_errors
 from newsletter.errors import shown
 
 app = typer.Typer()
@@ -135,11 +135,12 @@ def check(
     config: ConfigOption = None,
 ) -> None:
     """Validate and preflight issues: schema, size, links, alt text, footer, leftovers."""
-    from newsletter.compose.preflight import check_files
-    from newsletter.config import load_config
+    with rare_collections():
+        from newsletter.compose.preflight import check_files
+        from newsletter.config import load_config
 
-    settings = load_config(config)
-    checked = check_files([issue_path(p, settings) for p in issues or []], settings)
+        settings = load_config(config)
+        checked = check_files([issue_path(p, settings) for p in issues or []], settings)
     for line in checked.report():
         typer.echo(line)
     if checked.failed(strict):
