@@ -191,6 +191,8 @@ class DkimSection(Section):
     selector: OneLine | None = None
     domain: OneLine | None = None
     key_file: str | None = Field(None, description="PEM private key, kept out of git")
+    # Unset: as many as pay on this machine (mail/signers.py, `how_many`).
+    processes: int | None = Field(None, ge=0, le=32, description="signing processes; 0: none")
 
 
 class DatabaseSection(Section):

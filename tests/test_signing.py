@@ -1,25 +1,33 @@
-"""Signing a factory's messages fast (newsletter.mail.signing): the body canonicalized
-piece by piece must hash exactly as the whole body does, for the factory's own
-messages (checked by dkimpy, the independent verifier) and for any pieces at all
-(the slow way takes over where a seam is not safe); RSA signatures made on the
-signing threads reach the awaiting task, errors included."""
+"""Signing a factory's messages fast (newsletter.mail.signing, .signers): the body
+canonicalized piece by piece must hash exactly as the whole body does, for the
+factory's own messages (checked by dkimpy, the independent verifier) and for any
+pieces at all (the slow way takes over where a seam is not safe); signing
+processes sign alike, one bad message fails alone, Ctrl-C does not stop them,
+and a killed one leaves its messages to the send."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import logging
+import os
 import random
+import re
+import signal
+import time
 
 import pytest
+from conftest import use_smtp
 from test_dkim import KINDS, configure, make_key, reference_body, tags
 
 from newsletter.compose import render
 from newsletter.compose.issue import load_issue
-from newsletter.config import load_config
-from newsletter.mail.dkim import DkimKey, load_key, split_message
+from newsletter.config import ConfigError, load_config
+from newsletter.mail.dkim import DkimKey, split_message
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.signing import CutSigner, Signers
+from newsletter.mail.signers import SigningFailed, SigningProcesses, how_many
+from newsletter.mail.signing import CutSigner
 from newsletter.tokens import Signer, secret_of
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -32,8 +40,15 @@ def keys():
     return {kind: make_key(kind) for kind in KINDS}
 
 
+def with_processes(folder, count: int = 1) -> None:
+    """[dkim] processes: by default none on a machine of two cores, like this one."""
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text() + f"processes = {count}\n")  # in [dkim], the last table
+
+
 def factory_for(folder, pem: bytes) -> MessageFactory:
     configure(folder, pem)
+    with_processes(folder)
     config = load_config(folder / "newsletter.toml", environ={})
     prepared = render.prepare(load_issue(folder / ISSUE), config)
     return MessageFactory(prepared, config, Signer(secret_of(config)))
@@ -60,16 +75,78 @@ def test_every_recipients_message_is_signed_piece_by_piece_and_verifies(folder, 
         assert keys[kind].verifies(message)
 
 
-def test_signed_on_the_threads_is_signed_alike(folder, keys):
+async def ready(signers: SigningProcesses, count: int = 1) -> None:
+    deadline = time.monotonic() + 20
+    while len(signers.pids) < count:
+        assert time.monotonic() < deadline, "no signing process became ready"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_signing_process_signs_as_the_send_itself_would(folder, keys, kind):
+    factory = factory_for(folder, keys[kind].pem)
+    recipients = [Recipient(i + 1, f"r{i}@example.com", name) for i, name in enumerate(NAMES)]
+
+    async def fields() -> list[bytes | None]:
+        async with SigningProcesses.started(factory.dkim, count=2) as signers:
+            await ready(signers, 2)
+            return await asyncio.gather(*(signers.field(factory.parts(r)[0]) for r in recipients))
+
+    for recipient, field in zip(recipients, asyncio.run(fields()), strict=True):
+        assert field is not None and field.startswith(b"DKIM-Signature: ")
+        message = b"".join([field, *factory.parts(recipient)[0]])
+        assert keys[kind].verifies(message)
+
+
+def test_a_message_a_process_cannot_sign_fails_alone_and_ctrl_c_leaves_it_signing(folder, keys):
+    factory = factory_for(folder, keys["ed25519"].pem)
+    parts = factory.parts(Recipient(1, "ana@example.com", "Ana"))[0]
+
+    async def story() -> tuple:
+        async with SigningProcesses.started(factory.dkim, count=1) as signers:
+            await ready(signers)
+            (pid,) = signers.pids
+            with pytest.raises(SigningFailed, match="DKIM signing failed: ValueError"):
+                await signers.field(parts[:-2])  # a value short: not a message of this factory
+            os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+            await asyncio.sleep(0.2)
+            return pid, await signers.field(parts)
+
+    pid, field = asyncio.run(story())
+    assert field is not None and keys["ed25519"].verifies(b"".join([field, *parts]))
+    with pytest.raises(ProcessLookupError):  # the end of the block ended it
+        os.kill(pid, 0)
+
+
+def test_a_killed_process_leaves_its_messages_to_the_send(folder, keys):
     factory = factory_for(folder, keys["rsa"].pem)
-    recipient = Recipient(7, "ana@example.com", "Ana  Lima")
+    recipient = Recipient(1, "ana@example.com", "Ana")
 
-    async def both() -> list[tuple[bytes, str]]:
-        return await asyncio.gather(*(factory.build_async(recipient) for _ in range(20)))
+    async def story() -> list:
+        async with factory.signing():
+            await ready(factory.signers)
+            for pid in factory.signers.pids:
+                os.kill(pid, signal.SIGKILL)
+            # In flight as it dies, and after: each message is signed all the same.
+            return await asyncio.gather(*(factory.build_async(recipient) for _ in range(5)))
 
-    for message, message_id in asyncio.run(both()):
-        assert message_id == factory.message_id(recipient)
+    for message, _ in asyncio.run(story()):
         assert keys["rsa"].verifies(message)
+
+
+def test_a_send_signs_on_its_processes(cli, folder, smtp, keys, caplog):
+    configure(folder, keys["ed25519"].pem)
+    with_processes(folder)
+    use_smtp(folder, smtp.port)
+    (folder / "list.csv").write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(400)))
+    assert cli("subscribers", "import", "list.csv").exit_code == 0
+    caplog.set_level(logging.DEBUG, logger="newsletter.signing")
+    result = cli("send", ISSUE, "--yes")
+    assert "Done: 400 sent" in result.output, result.output
+    signed = re.search(r"process\(es\) signed (\d+) message", caplog.text)
+    assert signed and int(signed.group(1)) > 0, caplog.text
+    for received in smtp.handler.received[::40]:
+        assert keys["ed25519"].verifies(received.data)
 
 
 PIECES = [b" ", b"  ", b"\t", b"a", b"=", b"\r\n", b"\r\n\r\n", b" \r\n", b"=\r\n", b"x y"]
@@ -105,22 +182,22 @@ def load_pem(pem: bytes, tmp_path) -> object:
     return private_key(pem, tmp_path / "key.pem")
 
 
-def test_a_signature_that_fails_on_a_thread_fails_its_own_task_only(folder, keys):
-    configure(folder, keys["rsa"].pem)
-    key = load_key(load_config(folder / "newsletter.toml", environ={}))
-    signers = Signers(key, threads=1)
-    digest = hashlib.sha256(b"headers").digest()
+@pytest.mark.parametrize(
+    ("kind", "cores", "expected"),
+    [
+        *[("rsa", 1, 1), ("rsa", 2, 1), ("rsa", 4, 3), ("rsa", 64, 8)],
+        *[("ed25519", 1, 0), ("ed25519", 2, 0), ("ed25519", 4, 2), ("ed25519", 64, 8)],
+    ],
+)
+def test_as_many_signing_processes_as_pay_unless_set(keys, tmp_path, kind, cores, expected):
+    key = DkimKey(b"nl", b"news.example.com", load_pem(keys[kind].pem, tmp_path))
+    assert how_many(None, key, cores) == expected
+    assert how_many(3, key, cores) == 3
+    assert how_many(0, key, cores) == 0
 
-    async def three() -> list:
-        waiting = asyncio.ensure_future(signers.sign(digest))
-        await asyncio.sleep(0)
-        waiting.cancel()  # a task that is cancelled while its signature is made
-        return await asyncio.gather(
-            signers.sign(b"not a SHA-256 digest"), signers.sign(digest), return_exceptions=True
-        )
 
-    wrong, right = asyncio.run(three())
-    assert isinstance(wrong, ValueError)
-    assert right == key.signature(digest)
-    # The thread lives on for the next send's loop.
-    assert asyncio.run(signers.sign(digest)) == key.signature(digest)
+def test_a_negative_number_of_processes_is_refused_by_name(folder, keys):
+    configure(folder, keys["ed25519"].pem)
+    with_processes(folder, -1)
+    with pytest.raises(ConfigError, match=r"newsletter\.toml:\d+: dkim\.processes"):
+        load_config(folder / "newsletter.toml", environ={})

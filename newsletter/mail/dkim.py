@@ -15,12 +15,15 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa, utils
 
-from newsletter.config import Config
+if TYPE_CHECKING:  # the signing processes load this module, and need no settings
+    from newsletter.config import Config
+
 from newsletter.mail.mime import MessageError
 
 # The headers signed when present. Gmail and Yahoo want List-Unsubscribe-Post signed.
@@ -64,6 +67,14 @@ class DkimKey:
     selector: bytes
     domain: bytes
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+    def pem(self) -> bytes:
+        """The private key as PKCS#8 PEM: what a signing process is handed on its pipe."""
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     @property
     def algorithm(self) -> bytes:

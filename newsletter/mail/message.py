@@ -14,10 +14,11 @@ go on the wire as they are (the transport skips its per-message scan).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -106,6 +107,7 @@ class MessageFactory:
         self.web_url = self.links.web(prepared.slug)
         self._archive_url = self.links.archive()
         self.boundary = f"=_nl_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
+        self.signers = None
         self._build_skeleton()
 
     @property
@@ -164,12 +166,35 @@ class MessageFactory:
         return (self.dkim.sign(parts) if self.dkim else b"".join(parts)), message_id
 
     async def build_async(self, r: Recipient) -> tuple[bytes, str]:
-        """`build_with_id` for the send loop: a message is signed on a worker thread,
-        so that the second core signs while this one sends."""
+        """`build_with_id` for the send loop: inside `signing()`, signing processes
+        sign the message while this one sends others."""
         parts, message_id = self.parts(r)
         if self.dkim is None:
             return b"".join(parts), message_id
-        return await self.dkim.sign_async(parts), message_id
+        field = await self.signers.field(parts) if self.signers else None
+        if field is None:  # none ready (yet), or outside `signing()`
+            return self.dkim.sign(parts), message_id
+        return b"".join([field, *parts]), message_id
+
+    @contextlib.asynccontextmanager
+    async def signing(self) -> AsyncIterator[None]:
+        """With a [dkim] key: signing processes for `build_async` until the block ends,
+        as many as `[dkim] processes` says or as pay on this machine."""
+        if self.dkim is None:
+            yield
+            return
+        from newsletter.mail.signers import SigningProcesses, how_many
+
+        count = how_many(self.config.dkim.processes, self.dkim.key)
+        if count == 0:
+            yield
+            return
+        async with SigningProcesses.started(self.dkim, count) as signers:
+            self.signers = signers
+            try:
+                yield
+            finally:
+                self.signers = None
 
     def parts(self, r: Recipient) -> tuple[list[bytes], str]:
         """The fast path: encode the recipient's values between the precut pieces."""

@@ -2,29 +2,17 @@
 unsubscribe link), so every message needs its own body hash; but a factory's
 messages are its literal pieces with each recipient's short values between, so
 `CutSigner` canonicalizes the literal pieces (~45 KB, tens of runs of spaces)
-once and only the values per message. An Ed25519 signature then costs some 70 µs
-a message on the event loop; an RSA one is made on `Signers` threads (OpenSSL
-lets go of the GIL), so that the second core signs while the first sends.
+once and only the values per message. During a send the signing itself runs in
+processes of its own (`mail.signers`), so it takes no time from the send loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import os
-import queue
-import threading
 from collections.abc import Sequence
-from functools import cache
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.mail.dkim import DkimKey, finish, relaxed_body, relaxed_piece, split_message
 
-# One thread per core beyond the event loop's: more would only queue for the cores.
-SIGNING_THREADS = max(1, (os.cpu_count() or 2) - 1)
-BATCH = 32
 # A value beginning or ending with one of these could, with the piece beside it, make
 # a run of WSP or a WSP before a line end across the seam; values the factory makes
 # begin with "=" and end with LF.
@@ -34,16 +22,17 @@ _SEAM_END = b" \t\r"
 
 class CutSigner:
     """Signs the messages of one factory: its literal pieces at even positions, each
-    recipient's values between them. The literal part of the body (~45 KB, tens of
-    runs of spaces) is canonicalized once here, not per message: §3.4.4's rewrites
-    stay within a piece unless whitespace meets whitespace or a line end at a seam,
-    and every body value is quoted-printable between soft breaks (`=` first, LF
-    last). Anything else is signed the whole body's way."""
+    recipient's values between them. The literal part of the body is canonicalized
+    once here, not per message: §3.4.4's rewrites stay within a piece unless
+    whitespace meets whitespace or a line end at a seam, and every body value is
+    quoted-printable between soft breaks (`=` first, LF last). Anything else is
+    signed the whole body's way."""
 
     def __init__(self, key: DkimKey, literals: Sequence[bytes]) -> None:
         """literals: the pieces a message is cut into; its parts are these with one
         value between each two (parts[2k] is literals[k])."""
         self.key = key
+        self.literals = tuple(literals)
         first, split = next(
             ((k, at) for k, p in enumerate(literals) if (at := p.find(b"\r\n\r\n")) >= 0),
             (len(literals), -1),
@@ -58,18 +47,19 @@ class CutSigner:
 
     def sign(self, parts: Sequence[bytes]) -> bytes:
         """The signed message of these parts (the literal pieces with values between)."""
-        unsigned, digest = self._unsigned(parts)
-        return b"".join([finish(unsigned, self.key.signature(digest)), *parts])
+        return b"".join([self.field(parts), *parts])
 
-    async def sign_async(self, parts: Sequence[bytes]) -> bytes:
-        """`sign` for the send loop. An Ed25519 signature costs less than a hand-over
-        to a thread; an RSA one (~250 µs of OpenSSL that holds no GIL) is made on the
-        signing threads, so that the second core signs while this one sends."""
-        if not isinstance(self.key.key, rsa.RSAPrivateKey):
-            return self.sign(parts)
+    def field(self, parts: Sequence[bytes]) -> bytes:
+        """The DKIM-Signature field of the message of these parts."""
         unsigned, digest = self._unsigned(parts)
-        signature = await _signers(self.key).sign(digest)
-        return b"".join([finish(unsigned, signature), *parts])
+        return finish(unsigned, self.key.signature(digest))
+
+    def parts(self, values: Sequence[bytes]) -> list[bytes]:
+        """The parts of the message with these values between the literal pieces."""
+        parts = [self.literals[0]]
+        for value, literal in zip(values, self.literals[1:], strict=True):
+            parts += (value, literal)
+        return parts
 
     def _unsigned(self, parts: Sequence[bytes]) -> tuple[bytes, bytes]:
         body = self.relaxed_body(parts)
@@ -90,55 +80,3 @@ class CutSigner:
                 return None
             chunks[i] = relaxed_piece(value)
         return b"".join(chunks)
-
-
-@cache
-def _signers(key: DkimKey) -> Signers:
-    return Signers(key)
-
-
-class Signers:
-    """Threads that make a key's signatures for the event loops of this process. A
-    thread takes every digest waiting, signs them, and hands them back in one call:
-    one wake-up of the loop per batch, not per message."""
-
-    def __init__(self, key: DkimKey, threads: int = SIGNING_THREADS) -> None:
-        self.key = key
-        self._waiting: queue.SimpleQueue = queue.SimpleQueue()
-        for i in range(threads):
-            threading.Thread(target=self._work, name=f"dkim-{i}", daemon=True).start()
-
-    async def sign(self, digest: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._waiting.put((loop, future, digest))
-        return await future
-
-    def _work(self) -> None:
-        while True:
-            batch = [self._waiting.get()]
-            while len(batch) < BATCH:
-                try:
-                    batch.append(self._waiting.get_nowait())
-                except queue.Empty:
-                    break
-            done: dict[asyncio.AbstractEventLoop, list] = {}
-            for loop, future, digest in batch:
-                try:
-                    outcome = (self.key.signature(digest), None)
-                except Exception as exc:  # the awaiting task raises it
-                    outcome = (None, exc)
-                done.setdefault(loop, []).append((future, *outcome))
-            for loop, results in done.items():
-                with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
-                    loop.call_soon_threadsafe(_settle, results)
-
-
-def _settle(results: list) -> None:
-    for future, signature, exc in results:
-        if future.done():  # its task was cancelled
-            continue
-        if exc is None:
-            future.set_result(signature)
-        else:
-            future.set_exception(exc)

@@ -126,7 +126,8 @@ class Runner(Watching):
         renewing = asyncio.create_task(self._watch())
         tasks = [self._connection(r) for r in self.pool.routes for _ in range(r.connections)]
         try:
-            await asyncio.gather(*tasks)
+            async with self.factory.signing():
+                await asyncio.gather(*tasks)
         finally:
             renewing.cancel()
             await self.recorder.close()
