@@ -93,3 +93,4 @@ def test_commands_run_with_the_collectors_own_thresholds(cli, write_issue):
     gc.set_threshold(100_000, 50, 50)  # as the CLI's start-up leaves them
     assert cli("subscribers", "count").exit_code == 0
     assert str(gc.get_threshold()) == defaults
+    assert gc.get_freeze_count() == 0  # nothing `check` made stays out of collection

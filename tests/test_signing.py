@@ -26,7 +26,7 @@ from newsletter.compose.issue import load_issue
 from newsletter.config import ConfigError, load_config
 from newsletter.mail.dkim import DkimKey, split_message
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.mail.signers import SigningFailed, SigningProcesses, how_many
+from newsletter.mail.signers import SigningProcesses, how_many
 from newsletter.mail.signing import CutSigner
 from newsletter.tokens import Signer, secret_of
 
@@ -98,7 +98,9 @@ def test_a_signing_process_signs_as_the_send_itself_would(folder, keys, kind):
         assert keys[kind].verifies(message)
 
 
-def test_a_message_a_process_cannot_sign_fails_alone_and_ctrl_c_leaves_it_signing(folder, keys):
+def test_a_message_a_process_cannot_sign_is_left_to_the_send_and_ctrl_c_leaves_it_signing(
+    folder, keys, caplog
+):
     factory = factory_for(folder, keys["ed25519"].pem)
     parts = factory.parts(Recipient(1, "ana@example.com", "Ana"))[0]
 
@@ -106,16 +108,38 @@ def test_a_message_a_process_cannot_sign_fails_alone_and_ctrl_c_leaves_it_signin
         async with SigningProcesses.started(factory.dkim, count=1) as signers:
             await ready(signers)
             (pid,) = signers.pids
-            with pytest.raises(SigningFailed, match="DKIM signing failed: ValueError"):
-                await signers.field(parts[:-2])  # a value short: not a message of this factory
+            # A value short: not a message of this factory. The caller signs it (or fails).
+            assert await signers.field(parts[:-2]) is None
             os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
             await asyncio.sleep(0.2)
             return pid, await signers.field(parts)
 
     pid, field = asyncio.run(story())
+    assert "could not sign a message: ValueError" in caplog.text
     assert field is not None and keys["ed25519"].verifies(b"".join([field, *parts]))
     with pytest.raises(ProcessLookupError):  # the end of the block ended it
         os.kill(pid, 0)
+
+
+def test_a_stuck_process_is_let_go_and_its_message_left_to_the_send(folder, keys, monkeypatch):
+    from newsletter.mail import signers as signers_module
+
+    monkeypatch.setattr(signers_module, "ANSWER_WAIT", 0.5)
+    factory = factory_for(folder, keys["ed25519"].pem)
+    recipient = Recipient(1, "ana@example.com", "Ana")
+
+    async def story() -> tuple:
+        async with factory.signing():
+            await ready(factory.signers)
+            (pid,) = factory.signers.pids
+            os.kill(pid, signal.SIGSTOP)  # alive, and answering nobody
+            started = time.monotonic()
+            message, _ = await factory.build_async(recipient)
+            return message, time.monotonic() - started, factory.signers.pids
+
+    message, waited, left = asyncio.run(story())
+    assert keys["ed25519"].verifies(message)
+    assert 0.5 <= waited < 5 and left == []
 
 
 def test_a_killed_process_leaves_its_messages_to_the_send(folder, keys):
@@ -174,6 +198,23 @@ def test_any_pieces_hash_as_the_whole_body_would(keys, tmp_path):
         signed = cut.sign(parts)
         assert tags(signed)["bh"] == body_hash(signed), parts
     assert 200 < quick < 1800  # both ways were taken, many times each
+
+
+def test_a_header_value_that_ends_the_header_early_is_signed_the_whole_way(keys, tmp_path):
+    key = DkimKey(b"nl", b"news.example.com", load_pem(keys["ed25519"].pem, tmp_path))
+    head = b"From: a@news.example.com\r\nList-Unsubscribe: <"
+    cases = [  # (literal after the value, value, quick way?)
+        (b">\r\n\r\nHello ", b"https://x/u", True),
+        (b">\r\n\r\nHello ", b"https://x/u\r\n\r\nInjected", False),
+        (b"\r\n\r\nHello ", b"https://x/u\r\n", False),  # the blank line spans the seam
+    ]
+    for after, value, quick in cases:
+        literals = [head, after, b"\r\n--end--\r\n"]
+        parts = [head, value, after, b"=\r\nAna=\r\n", literals[2]]
+        cut = CutSigner(key, literals)
+        assert (cut.relaxed_body(parts) is not None) == quick, value
+        signed = cut.sign(parts)
+        assert tags(signed)["bh"] == body_hash(signed), value
 
 
 def load_pem(pem: bytes, tmp_path) -> object:

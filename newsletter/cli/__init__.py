@@ -44,3 +44,4 @@ def main(
 ) -> None:
     """Write a weekly email newsletter as files, check and preview it, and send it."""
     gc.set_threshold(*_STARTUP_THRESHOLDS)
+    gc.unfreeze()  # what an earlier `check` in this process left frozen (rare_collections)

@@ -23,12 +23,19 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 
 from newsletter.mail.dkim import DkimKey
-from newsletter.mail.mime import MessageError
 from newsletter.mail.signing import CutSigner
 from newsletter.mail.signing_child import READY, SETUP, answers, request
 
 STOP_WAIT = 5.0  # seconds a process may take to finish after its pipe closes
+ANSWER_WAIT = 10.0  # seconds a signature may take before the send signs it itself
 log = logging.getLogger("newsletter.signing")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def how_many(configured: int | None, key: DkimKey, cores: int | None = None) -> int:
@@ -39,13 +46,9 @@ def how_many(configured: int | None, key: DkimKey, cores: int | None = None) -> 
     unsigned signed in the send's process, 0.55x with a signing process)."""
     if configured is not None:
         return configured
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     spare = cores - 1 if key.algorithm == b"rsa-sha256" else cores - 2
     return max(1 if key.algorithm == b"rsa-sha256" else 0, min(8, spare))
-
-
-class SigningFailed(MessageError):
-    """A signing process could not sign one message."""
 
 
 class _Gone(Exception):
@@ -59,6 +62,7 @@ class _Process(asyncio.SubprocessProtocol):
     def __init__(self, owner: SigningProcesses) -> None:
         self.owner = owner
         self.ready = False
+        self.stopping = False  # its parent closed its pipe
         self.waiting: dict[int, asyncio.Future] = {}
         self.transport: asyncio.SubprocessTransport | None = None
         self.ended = asyncio.get_running_loop().create_future()
@@ -88,6 +92,12 @@ class _Process(asyncio.SubprocessProtocol):
                 self.owner.answered(self, number, failed, text)
 
     def process_exited(self) -> None:
+        if not self.ready and not self.stopping:
+            code = self.transport.get_returncode() if self.transport else None
+            log.warning(
+                "a signing process ended before it signed anything (exit code %s); "
+                "the send signs its messages itself", code,
+            )  # fmt: skip
         self.ready = False
         left = [f for f in self.waiting.values() if not f.done()]
         for waiting in left:
@@ -137,7 +147,12 @@ class SigningProcesses:
         process.waiting[number] = answer
         process.send(request(number, parts[1::2]))
         try:
-            return await answer
+            return await asyncio.wait_for(answer, ANSWER_WAIT)
+        except TimeoutError:  # alive but stuck (stopped, swapping): it is let go
+            log.warning("a signing process did not answer in %.0f s; stopping it", ANSWER_WAIT)
+            process.ready = False
+            process.transport.kill()
+            return None
         except _Gone:
             return None
 
@@ -145,8 +160,9 @@ class SigningProcesses:
         answer = process.waiting.pop(number, None)
         if answer is None or answer.done():  # its task was cancelled
             return
-        if failed:
-            answer.set_exception(SigningFailed(f"DKIM signing failed: {text.decode()}"))
+        if failed:  # the send's own process tries it: a failure there is the message's
+            log.warning("a signing process could not sign a message: %s", text.decode())
+            answer.set_result(None)
         else:
             self.signed += 1
             answer.set_result(text)
@@ -172,6 +188,7 @@ class SigningProcesses:
     async def _stop(self) -> None:
         log.debug("%d process(es) signed %d message(s)", len(self._processes), self.signed)
         for process in self._processes:
+            process.stopping = True
             pipe = process.transport.get_pipe_transport(0)
             if pipe is not None:
                 pipe.close()  # the end of its pipe: it exits

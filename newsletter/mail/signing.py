@@ -63,15 +63,19 @@ class CutSigner:
 
     def _unsigned(self, parts: Sequence[bytes]) -> tuple[bytes, bytes]:
         body = self.relaxed_body(parts)
-        if body is None:  # not a value the factory makes: the whole body, the slow way
+        if body is None:  # not a value the factory makes: the whole message, the slow way
             head, rest = split_message(b"".join(parts))
             return self.key.unsigned(head, hashlib.sha256(relaxed_body(rest)).digest())
-        head = b"".join(parts[: self._at]) + parts[self._at][: self._head_end]
-        return self.key.unsigned(head, hashlib.sha256(body).digest())
+        return self.key.unsigned(self._head(parts), hashlib.sha256(body).digest())
+
+    def _head(self, parts: Sequence[bytes]) -> bytes:
+        return b"".join(parts[: self._at]) + parts[self._at][: self._head_end]
 
     def relaxed_body(self, parts: Sequence[bytes]) -> bytes | None:
-        """The relaxed body of these parts, or None where the quick way cannot be sure."""
-        if not self._usable:
+        """The relaxed body of these parts, or None where the quick way cannot be sure:
+        a header value that ends the header early, a value that could join a run of
+        whitespace or a line end with the piece beside it."""
+        if not self._usable or b"\r\n\r\n" in self._head(parts):
             return None
         chunks = list(self._body)
         for i in range(1, len(chunks), 2):

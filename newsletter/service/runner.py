@@ -79,6 +79,7 @@ class Runner(Watching):
         smtp: SmtpSection,
         *,
         on_progress: Callable[[int], None] | None = None,
+        already: int = 0,
         connect: Callable[[SmtpSection], Connection] | None = None,
         worker: str | None = None,
         participants: Callable[[], int] = lambda: 1,
@@ -102,6 +103,7 @@ class Runner(Watching):
         self.smtp = smtp
         self.worker = worker or worker_id()
         self.on_progress = on_progress or (lambda done: None)
+        self.watched = on_progress is not None  # someone follows the progress
         helo = helo_name(smtp)
         self.connect = connect or (lambda settings: Connection(settings, helo=helo))
         self.participants = participants
@@ -114,7 +116,8 @@ class Runner(Watching):
         self._departed: set[int] = set()  # claimed, but their reader has left since
         self._tries: dict[int, int] = {}  # delivery id -> temporary failures in this run
         self._mine = 0  # results this process recorded
-        self._others: tuple[int, int] | None = None  # (finished by then, others' counted)
+        self._already = already  # finished before the progress began
+        self._others = 0  # results of other processes counted in the progress
         self._claiming = asyncio.Lock()
         self._halt = asyncio.Event()
         self._stop = asyncio.Event()

@@ -267,12 +267,12 @@ def run(
         with exclusive(log.engine, plan.slug):
             record = _begin(log, plan)
             journal.replay(log, record.slug)
-        return _drive(settings, log, record, on_progress, on_stopping, stopped)
+        return _drive(settings, log, record, on_progress, on_stopping, stopped, plan.already)
     with exclusive(log.engine, plan.slug):
         record = _begin(log, plan)
         journal.replay(log, record.slug)
         log.release(record.id)  # this process holds the issue's lock: older claims are stale
-        return _drive(settings, log, record, on_progress, on_stopping, stopped)
+        return _drive(settings, log, record, on_progress, on_stopping, stopped, plan.already)
 
 
 def shared(log: DeliveryLog) -> bool:
@@ -307,8 +307,10 @@ def _drive(
     on_progress: Callable[[int], None] | None,
     on_stopping: Callable[[], None] | None,
     stopped: Callable[[], bool] | None,
+    already: int = 0,
     joined: bool = False,
 ) -> Outcome:
+    """`already`: the finished deliveries the caller's progress counts from."""
     prepared = stored_prepared(record, settings.newsletter.greeting_fallback)
     factory = MessageFactory(prepared, settings, Signer(secret_of(settings)))
     book = WorkerBook(log.engine)
@@ -321,7 +323,7 @@ def _drive(
     # back when its lease runs out); a worker that joined leaves when nothing is
     # left to claim, and its next turn looks again.
     runner = Runner(
-        log, record.id, factory, settings.smtp, on_progress=on_progress,
+        log, record.id, factory, settings.smtp, on_progress=on_progress, already=already,
         participants=participants, book=book, shared=together,
         stay=together and not joined, lease=settings.smtp.claim_lease,
     )  # fmt: skip

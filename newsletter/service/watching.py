@@ -63,19 +63,18 @@ class Watching:
         """A shared send's progress counts everyone's results, not this process's
         alone. Others' count only grows: one of this process's results may be in the
         log a moment before it is counted here as this process's."""
+        if not self.watched:
+            return
         try:
             counts = await asyncio.to_thread(self.log.counts, self.send_id)  # not on the writer
         except Exception as exc:  # a bar a moment behind is no reason to stop a send
             log.warning("could not count the send's results: %s", exc)
             return
         finished = sum(counts.values()) - counts[DeliveryState.pending]
-        if self._others is None:
-            self._others = (finished - self._mine, 0)
-        start, counted = self._others
-        others = finished - start - self._mine
-        if others > counted:
-            self.on_progress(others - counted)
-            self._others = (start, others)
+        others = finished - self._already - self._mine
+        if others > self._others:
+            self.on_progress(others - self._others)
+            self._others = others
 
     async def _refresh(self) -> None:
         """Re-read how many workers share the send, and which relays others found down."""

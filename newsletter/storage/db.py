@@ -27,6 +27,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # importing Alembic (~170 ms); a test keeps it equal to the scripts' head.
 HEAD = "0009"
 BUSY_TIMEOUT_MS = 10_000
+SQLITE_OVERFLOW = 64  # beyond the 5 pooled; the web serves 40 requests at once
 # SQLite URI parameters (sqlite.org/uri.html). pysqlite honours them only with
 # uri=true and otherwise drops them silently: `?mode=ro` would open read-write.
 _SQLITE_URI_PARAMS = {"mode", "cache", "immutable", "nolock", "psow", "vfs", "modeof"}
@@ -126,7 +127,10 @@ def connect(config: Config, *, migrate: bool = True, create: bool = False) -> En
             f"database.url: {shown(path)} does not exist; run 'newsletter db upgrade' to "
             "create it, or fix [database] url"
         )
-    engine = create_engine(url)
+    # SQLite: a connection is an open file, and every web request waiting for the write
+    # lock holds one; a pool smaller than the web's thread pool would make every other
+    # page wait for them too.
+    engine = create_engine(url, max_overflow=SQLITE_OVERFLOW) if path else create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     read_only_url = make_url(url).query.get("mode") == "ro"
