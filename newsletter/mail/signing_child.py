@@ -78,13 +78,13 @@ def _read_setup(fd: int) -> tuple | None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # before the imports: a Ctrl-C may come
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # while OpenSSL's bindings load
     from pathlib import Path
 
     from newsletter.mail.dkim import DkimKey, private_key
     from newsletter.mail.signing import CutSigner
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     source, sink = sys.stdin.fileno(), sys.stdout.fileno()
     setup = _read_setup(source)
     if setup is None:
