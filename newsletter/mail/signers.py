@@ -1,9 +1,10 @@
 """Signing processes for a send. Signing costs 70 µs (Ed25519) to 330 µs
 (RSA-2048) of Python and OpenSSL a message, as much as building and sending it;
-on the send loop's own thread (the GIL) it would halve a send, and threads would
-fight that thread for the GIL. So each signing process holds the factory's
-literal pieces and the key, and per message gets only the recipient's values
-(about 1 KB) and answers with the DKIM-Signature field (about 0.5 KB).
+on the send loop's own thread (the GIL) it slows the send where a core is free
+for it, and threads would fight that thread for the GIL. So each signing process
+holds the factory's literal pieces and the key, and per message gets only the
+recipient's values (about 1 KB) and answers with the DKIM-Signature field
+(about 0.5 KB). `how_many` says when they pay.
 
 The processes start in the background when a send begins; until one is ready,
 or if one ends, messages are signed in the send's own process: nobody waits for
@@ -151,7 +152,8 @@ class SigningProcesses:
         except TimeoutError:  # alive but stuck (stopped, swapping): it is let go
             log.warning("a signing process did not answer in %.0f s; stopping it", ANSWER_WAIT)
             process.ready = False
-            process.transport.kill()
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                process.transport.kill()
             return None
         except _Gone:
             return None
@@ -196,6 +198,7 @@ class SigningProcesses:
             try:
                 await asyncio.wait_for(asyncio.shield(process.ended), STOP_WAIT)
             except TimeoutError:
-                process.transport.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.transport.kill()
                 await process.ended
             process.transport.close()
