@@ -17,7 +17,7 @@ import pytest
 from conftest import use_smtp
 
 from newsletter.config import load_config
-from newsletter.mail.dkim import OVERSIGNED, load_key, relaxed_body, relaxed_header
+from newsletter.mail.dkim import OVERSIGNED, DkimKeyError, load_key, relaxed_body, relaxed_header
 from newsletter.service.notify import build_email
 
 ISSUE = "issues/2026-11-24-survival-of-the-fittest-funnel.md"
@@ -286,3 +286,48 @@ def test_an_unusable_key_is_one_sentence_before_anything_is_sent(cli, folder, sm
     assert FIXES[case] in lines[0]
     assert not smtp.handler.received
     assert "Send '" not in result.output  # refused before asking, and before the send began
+
+
+@pytest.mark.parametrize(
+    ("lines", "says"),
+    [
+        (
+            'key_file = "missing.pem"\nselector = "nl"\ndomain = "news.example.com"\n',
+            "dkim.key_file: ",
+        ),
+        (
+            'selector = "nl"\ndomain = "news.example.com"\n',
+            "dkim: selector and domain are set but key_file is not, so mail would go out unsigned",
+        ),
+        ('key_file = "dkim.pem"\nselector = "nl"\n', "dkim: key_file is set but domain is not"),
+        (
+            'key_file = "dkim.pem"\nselector = "bad selector!"\ndomain = "news.example.com"\n',
+            "dkim.selector: 'bad selector!' is not a DNS name",
+        ),
+    ],
+)
+def test_check_and_scheduling_find_an_unusable_dkim_setup(cli, folder, keys, lines, says):
+    """Not the send, nor the worker at the scheduled hour: the editor, now."""
+    (folder / "dkim.pem").write_bytes(keys["ed25519"].pem)
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[dkim]\n" + lines)
+    checked = cli("check", ISSUE)
+    assert checked.exit_code == 1
+    assert re.search(r"newsletter\.toml:\d+: error: " + re.escape(says), checked.output), (
+        checked.output
+    )
+    assert "Traceback" not in checked.output
+    assert cli("subscribers", "add", "ana@example.com").exit_code == 0
+    scheduled = cli("send", ISSUE, "--at", "2099-01-01 08:00")
+    assert scheduled.exit_code == 1 and says in scheduled.stderr, scheduled.output
+    assert "scheduled for" not in scheduled.output
+
+
+def test_a_fix_for_an_unusable_key_never_overwrites_it(folder, keys):
+    (folder / "dkim.pem").write_bytes(openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+                                              "ec_paramgen_curve:P-256"))  # fmt: skip
+    configure(folder, (folder / "dkim.pem").read_bytes())
+    with pytest.raises(DkimKeyError) as raised:
+        load_key(load_config(folder / "newsletter.toml", environ={}))
+    assert "-out dkim-rsa.pem` and point key_file at it" in str(raised.value)
+    assert "-out dkim.pem" not in str(raised.value)

@@ -165,7 +165,7 @@ def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(factory, fol
 def test_dkim_half_configured_is_an_error(factory, folder):
     toml = folder / "newsletter.toml"
     toml.write_text(toml.read_text() + '\n[dkim]\nkey_file = "dkim.pem"\n')
-    with pytest.raises(MessageError, match="selector or domain is not"):
+    with pytest.raises(MessageError, match="key_file is set but selector and domain are not"):
         MessageFactory(factory.prepared, load_config(toml, environ={}), Signer(SECRET))
 
 

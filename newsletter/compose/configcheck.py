@@ -42,6 +42,7 @@ def concerns(config: Config) -> list[Concern]:
             )
         )
     found += _relay_logins(config)
+    found += _dkim_key(config)
     found += _base_url_concerns(config)
     found += _demo_identity(config)
     return found
@@ -50,6 +51,22 @@ def concerns(config: Config) -> list[Concern]:
 def _no_password(login) -> bool:
     """A login named without its password: the server would refuse it."""
     return bool(login.username) and not (login.password and login.password.get_secret_value())
+
+
+def _dkim_key(config: Config) -> list[Concern]:
+    """A [dkim] key that cannot sign: `check` says so, not the send (or the worker,
+    at a scheduled hour)."""
+    dkim = config.dkim
+    if not (dkim.key_file or dkim.selector or dkim.domain):
+        return []  # OpenSSL's bindings load only when there is a key to check
+    from newsletter.mail.dkim import DkimKeyError, load_key
+
+    try:
+        load_key(config)
+    except DkimKeyError as exc:
+        key = "key_file" if dkim.key_file else "selector"
+        return [Concern("error", config.where("dkim", key), str(exc))]
+    return []
 
 
 def _relay_logins(config: Config) -> list[Concern]:

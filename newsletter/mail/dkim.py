@@ -55,7 +55,10 @@ _OTHER_KINDS = (
     (dsa.DSAPrivateKey, "a DSA"),
     (ed448.Ed448PrivateKey, "an Ed448"),
 )
-_MAKE_KEY = "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out"
+# A new file: the fix for an unusable key must not overwrite it (it may be wanted elsewhere).
+_MAKE_KEY = "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dkim-rsa.pem"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # RFC 6376's sub-domain labels
 
 
 class DkimKeyError(MessageError):
@@ -224,13 +227,28 @@ def _place(done: tuple[bytes, ...], line: bytes, tag: bytes) -> tuple[tuple[byte
 
 
 def load_key(config: Config) -> DkimKey | None:
+    """The [dkim] key, checked with its selector and domain; None when [dkim] is unset."""
     settings = config.dkim
+    given = {"selector": settings.selector, "domain": settings.domain}
     if not settings.key_file:
+        if any(given.values()):
+            raise DkimKeyError(
+                "dkim: selector and domain are set but key_file is not, so mail would go out "
+                "unsigned; set key_file to your private key file, or remove [dkim]"
+            )
         return None
-    if not (settings.selector and settings.domain):
+    if missing := [name for name, value in given.items() if not value]:
+        verb = "is" if len(missing) == 1 else "are"
         raise DkimKeyError(
-            "dkim: key_file is set but selector or domain is not; set all three, or none"
+            f"dkim: key_file is set but {' and '.join(missing)} {verb} not; set all three "
+            "(the DNS record is SELECTOR._domainkey.DOMAIN), or none"
         )
+    for name, value in given.items():
+        if not _DNS_NAME.fullmatch(value):
+            raise DkimKeyError(
+                f"dkim.{name}: {value!r} is not a DNS name (letters, digits and hyphens, in "
+                "dot-separated labels); write it as in your DNS record SELECTOR._domainkey.DOMAIN"
+            )
     path = Path(settings.key_file)
     path = path if path.is_absolute() else config.root / path
     try:
@@ -258,13 +276,14 @@ def private_key(data: bytes, path: Path) -> rsa.RSAPrivateKey | ed25519.Ed25519P
         if key is None:
             raise DkimKeyError(
                 f"dkim.key_file: {path} is not a PEM private key; make one with "
-                f"`{_MAKE_KEY} {path.name}`"
+                f"`{_MAKE_KEY}` and point key_file at it"
             ) from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < MIN_RSA_BITS:
             raise DkimKeyError(
                 f"dkim.key_file: {path} is a {key.key_size}-bit RSA key, too weak for "
-                f"receivers to accept; 2048 bits is expected: `{_MAKE_KEY} {path.name}`"
+                f"receivers to accept; 2048 bits is expected: `{_MAKE_KEY}`, then point "
+                "key_file at it"
             )
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
@@ -272,7 +291,7 @@ def private_key(data: bytes, path: Path) -> rsa.RSAPrivateKey | ed25519.Ed25519P
     kind = next((k for t, k in _OTHER_KINDS if isinstance(key, t)), "another kind of")
     raise DkimKeyError(
         f"dkim.key_file: {path} is {kind} key, not an RSA or Ed25519 one; make a 2048-bit "
-        f"RSA key with `{_MAKE_KEY} {path.name}`"
+        f"RSA key with `{_MAKE_KEY}` and point key_file at it"
     )
 
 

@@ -123,7 +123,9 @@ class Checked:
 
 def checked_issue(settings: Config, path: Path, refused: str = "not sent") -> Checked:
     """The issue rendered, refused when `check` finds errors in it. A template error in
-    the archive page stops it too, before anything is sent."""
+    the archive page stops it too, before anything is sent. A [dkim] key that cannot
+    sign is one sentence first (`check` lists it among the rest)."""
+    signing_key(settings)
     loaded = load_issue(path)
     prepared = prepare(loaded, settings)
     found = preflight.settings_findings(settings) + preflight.inspect(loaded, prepared, settings)
@@ -140,8 +142,7 @@ def checked_issue(settings: Config, path: Path, refused: str = "not sent") -> Ch
 
 def plan(settings: Config, path: Path) -> Plan:
     secret_of(settings)  # refuse before any work when links cannot be signed
-    signing_key(settings)  # and when mail cannot be: a bad [dkim] key, before the send starts
-    checked = checked_issue(settings, path)
+    checked = checked_issue(settings, path)  # and when mail cannot be (a bad [dkim] key)
     log = delivery_log(settings)
     existing = log.find(checked.prepared.slug)
     if existing and not existing.started:  # scheduled: the editor starts it now
