@@ -171,6 +171,21 @@ def test_send_asks_before_sending(cli, folder, sending):
     assert result.exit_code == 0 and len(sending.handler.received) == 3
 
 
+def test_a_send_with_nobody_to_answer_says_to_add_yes(cli, folder, sending):
+    """cron or a script without --yes: no terminal to ask on, and nothing sent."""
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    result = CliRunner().invoke(app, ["send", ISSUE], input="")
+    assert result.exit_code == 1
+    assert "error: no answer to 'Send now?': there is no terminal to ask on; add --yes" in (
+        result.stderr
+    )
+    assert "Aborted!" not in result.output and "Traceback" not in result.output
+    assert sending.handler.received == []
+
+
 def test_issue_with_check_errors_is_not_sent(cli, folder, sending):
     path = folder / ISSUE
     path.write_text(path.read_text().replace("## The Quote Darwin", "## TODO The Quote Darwin"))

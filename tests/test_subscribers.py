@@ -276,3 +276,14 @@ def test_removing_twice_says_so(cli):
     result = cli("subscribers", "remove", "ana@example.com")
     assert result.exit_code == 1
     assert "ana@example.com: is unsubscribed already; nothing to do" in result.stderr
+
+
+def test_erase_with_nobody_to_answer_erases_nothing_and_says_to_add_yes(cli):
+    assert cli("subscribers", "add", "ana@example.com").exit_code == 0
+    result = cli("subscribers", "erase", "ana@example.com")  # no terminal: stdin is empty
+    assert result.exit_code == 1
+    assert "no answer to 'Erase all data about ana@example.com? This cannot be undone'" in (
+        result.stderr
+    )
+    assert "add --yes" in result.stderr and "Aborted" not in result.output
+    assert "ana@example.com" in cli("subscribers", "list").output

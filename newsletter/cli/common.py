@@ -144,6 +144,25 @@ def rare_collections():
         gc.set_threshold(*thresholds)
 
 
+class NoAnswer(NewsletterError):
+    """A question was asked with no terminal to answer it (cron, a script, a pipe)."""
+
+
+def agreed(question: str) -> bool:
+    """The editor's yes to `question`; without a terminal, an error that says --yes."""
+    import sys
+
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        if sys.stdin.isatty():
+            raise  # Ctrl-C at the question: click says "Aborted!"
+        raise NoAnswer(
+            f"no answer to {question!r}: there is no terminal to ask on; add --yes to go "
+            "ahead without asking"
+        ) from None
+
+
 class UnknownIssue(NewsletterError):
     """An issue named on the command line is not in issues/, but one like it is."""
 

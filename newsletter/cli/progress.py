@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import typer
 
+from newsletter.cli.common import agreed
+
 
 def say_plan(plan, yes: bool) -> bool:
     """Print what is about to happen; True when the send should go ahead."""
@@ -41,7 +43,7 @@ def say_plan(plan, yes: bool) -> bool:
     rate = sum(r.rate for r in relays) if all(r.rate for r in relays) else 0
     where = f"via {', '.join(r.name for r in relays)}" + (f" at {rate:g}/s" if rate else "")
     typer.echo(f"{question} {where}.")
-    if not yes and not typer.confirm("Send now?", default=False):
+    if not yes and not agreed("Send now?"):
         typer.echo("Not sent.")
         raise typer.Exit(1)
     return True

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from newsletter.cli.common import ConfigOption, load_config, new_app, reports_errors
+from newsletter.cli.common import ConfigOption, agreed, load_config, new_app, reports_errors
 
 app = new_app("Manage the subscriber list.")
 db_app = new_app("Manage the database schema.")
@@ -174,7 +174,7 @@ def erase(
     config: ConfigOption = None,
 ) -> None:
     """Delete everything held about one person; only a hash stays, so no import re-adds them."""
-    if not yes and not typer.confirm(f"Erase all data about {email}? This cannot be undone"):
+    if not yes and not agreed(f"Erase all data about {email}? This cannot be undone"):
         raise typer.Exit(1)
     address = _service().erase(load_config(config), email)
     typer.echo(f"Erased {address}; only a hash remains, so imports will skip it.")
