@@ -194,6 +194,11 @@ class DkimSection(Section):
     # Unset: as many as pay on this machine (mail/signers.py, `how_many`).
     processes: int | None = Field(None, ge=0, le=32, description="signing processes; 0: none")
 
+    @property
+    def configured(self) -> bool:
+        """Any of the three set: the key is to be loaded (and checked), or it is an error."""
+        return bool(self.key_file or self.selector or self.domain)
+
 
 class DatabaseSection(Section):
     url: str = "sqlite:///subscribers.db"

@@ -56,15 +56,14 @@ def _no_password(login) -> bool:
 def _dkim_key(config: Config) -> list[Concern]:
     """A [dkim] key that cannot sign: `check` says so, not the send (or the worker,
     at a scheduled hour)."""
-    dkim = config.dkim
-    if not (dkim.key_file or dkim.selector or dkim.domain):
+    if not config.dkim.configured:
         return []  # OpenSSL's bindings load only when there is a key to check
     from newsletter.mail.dkim import DkimKeyError, load_key
 
     try:
         load_key(config)
     except DkimKeyError as exc:
-        key = "key_file" if dkim.key_file else "selector"
+        key = "key_file" if config.dkim.key_file else "selector"
         return [Concern("error", config.where("dkim", key), str(exc))]
     return []
 

@@ -307,8 +307,7 @@ class MessageFactory:
 def signing_key(config: Config):
     """The [dkim] key, checked; None without a key_file. OpenSSL's bindings (some
     7 MB) are loaded only when there is a key to sign with."""
-    dkim = config.dkim
-    if not (dkim.key_file or dkim.selector or dkim.domain):
+    if not config.dkim.configured:
         return None
     from newsletter.mail.dkim import load_key
 

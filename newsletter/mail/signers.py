@@ -47,9 +47,9 @@ def how_many(configured: int | None, key: DkimKey, cores: int | None = None) -> 
     unsigned signed in the send's process, 0.55x with a signing process)."""
     if configured is not None:
         return configured
-    cores = cores or usable_cores()
-    spare = cores - 1 if key.algorithm == b"rsa-sha256" else cores - 2
-    return max(1 if key.algorithm == b"rsa-sha256" else 0, min(8, spare))
+    rsa = key.algorithm == b"rsa-sha256"
+    spare = (cores or usable_cores()) - (1 if rsa else 2)
+    return max(int(rsa), min(8, spare))
 
 
 class _Gone(Exception):

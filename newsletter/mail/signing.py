@@ -62,11 +62,12 @@ class CutSigner:
         return parts
 
     def _unsigned(self, parts: Sequence[bytes]) -> tuple[bytes, bytes]:
-        body = self.relaxed_body(parts)
+        head = self._head(parts)
+        body = self._relaxed(parts, head)
         if body is None:  # not a value the factory makes: the whole message, the slow way
             head, rest = split_message(b"".join(parts))
             return self.key.unsigned(head, hashlib.sha256(relaxed_body(rest)).digest())
-        return self.key.unsigned(self._head(parts), hashlib.sha256(body).digest())
+        return self.key.unsigned(head, hashlib.sha256(body).digest())
 
     def _head(self, parts: Sequence[bytes]) -> bytes:
         return b"".join(parts[: self._at]) + parts[self._at][: self._head_end]
@@ -75,7 +76,10 @@ class CutSigner:
         """The relaxed body of these parts, or None where the quick way cannot be sure:
         a header value that ends the header early, a value that could join a run of
         whitespace or a line end with the piece beside it."""
-        if not self._usable or b"\r\n\r\n" in self._head(parts):
+        return self._relaxed(parts, self._head(parts))
+
+    def _relaxed(self, parts: Sequence[bytes], head: bytes) -> bytes | None:
+        if not self._usable or b"\r\n\r\n" in head:
             return None
         chunks = list(self._body)
         for i in range(1, len(chunks), 2):
