@@ -58,3 +58,18 @@ def follow(process: subprocess.Popen) -> list[str]:
     reader.start()
     process.follower = reader
     return lines
+
+
+def loaded_after(code: str, names: list[str], cwd=None) -> tuple[list[str], str]:
+    """Which of `names` a fresh interpreter has imported after running `code` (in the
+    order given), and what it printed: what a command pays for at start-up."""
+    script = (
+        f"import sys\n{code}\n"
+        f"print('LOADED:', ' '.join(n for n in {names!r} if n in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, env=env
+    )
+    assert "LOADED:" in result.stdout, result.stderr
+    return result.stdout.rsplit("LOADED:", 1)[1].split(), result.stdout

@@ -5,12 +5,11 @@ never in a circle. Each failure names the file, the line and the rule."""
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from processes import loaded_after
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "newsletter"
@@ -328,37 +327,23 @@ def test_no_import_cycles_between_modules():
 
 
 def test_newsletter_help_loads_none_of_the_heavy_libraries():
-    script = (
-        "import sys\n"
+    code = (
         "from newsletter.cli import app\n"
         "try:\n"
         "    app(['--help'], prog_name='newsletter')\n"
         "except SystemExit:\n"
-        "    pass\n"
-        f"loaded = [n for n in {HEAVY!r} if n in sys.modules]\n"
-        "print('LOADED:', ' '.join(loaded))\n"
+        "    pass"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
-    )
-    assert "Commands:" in result.stdout
-    loaded = result.stdout.rsplit("LOADED:", 1)[1].split()
+    loaded, printed = loaded_after(code, HEAVY)
+    assert "Commands:" in printed
     assert not loaded, f"newsletter --help imports {', '.join(loaded)}"
 
 
 def test_a_worker_without_dkim_or_an_issue_to_render_loads_neither_openssl_nor_premailer():
     """Every worker process pays for what it imports (the memory target is per worker):
     the DKIM signer and the CSS inliner load only when they have work."""
-    script = (
-        "import sys\n"
-        "import newsletter.service.worker, newsletter.service.sending\n"
-        "print('LOADED:', ' '.join(n for n in ('cryptography', 'premailer', 'cssutils')"
-        " if n in sys.modules))\n"
+    loaded, _ = loaded_after(
+        "import newsletter.service.worker, newsletter.service.sending",
+        ["cryptography", "premailer", "cssutils"],
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
-    )
-    loaded = result.stdout.rsplit("LOADED:", 1)[1].split()
     assert not loaded, f"a worker imports {', '.join(loaded)} before it needs them"

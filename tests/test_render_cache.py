@@ -3,7 +3,6 @@ and never a page that an edit to the issue, a template or the settings has chang
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from processes import loaded_after
 
 from newsletter.compose import cache, inline
 from newsletter.compose.issue import load_issue
@@ -120,22 +120,16 @@ def test_check_loads_premailer_only_on_a_cache_miss_and_never_requests(folder, c
     inliner, and the first one loads premailer without requests."""
     if cached:
         bodies(folder, cached=True)
-    script = (
-        "import sys\n"
+    code = (
         "from newsletter.cli import app\n"
         "try:\n"
         f"    app(['check', {SAMPLE!r}], prog_name='newsletter')\n"
         "except SystemExit:\n"
-        "    pass\n"
-        "names = ['premailer', 'cssutils', 'requests', 'urllib3']\n"
-        "print('LOADED:', ' '.join(n for n in names if n in sys.modules))\n"
+        "    pass"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, env=env
-    )
-    assert "Checked 1 issue(s)" in result.stdout, result.stderr
-    loaded = result.stdout.rsplit("LOADED:", 1)[1].split()
+    names = ["premailer", "cssutils", "requests", "urllib3"]
+    loaded, printed = loaded_after(code, names, cwd=folder)
+    assert "Checked 1 issue(s)" in printed
     assert loaded == ([] if cached else ["premailer", "cssutils"])
 
 

@@ -27,6 +27,22 @@ async def connected(port: int, timeout: float = 5.0) -> Connection:
     return connection
 
 
+async def send_one(port: int, recipient: str):
+    """One message over a fresh connection, closed after: (stage, reply)."""
+    connection = await connected(port, timeout=2)
+    result = await connection.send("list@example.com", recipient, MESSAGE)
+    await connection.close()
+    return result
+
+
+async def failure(port: int, timeout: float = 2) -> str:
+    """Why sending one message fails (the TransportError's words)."""
+    connection = await connected(port, timeout=timeout)
+    with pytest.raises(TransportError) as caught:
+        await connection.send("list@example.com", "r@example.com", MESSAGE)
+    return str(caught.value)
+
+
 def run_with(server: SmtpServer, client: Callable[[Connection], Awaitable]):
     async def main():
         connection = await connected(server.port)
@@ -148,13 +164,7 @@ def test_the_envelope_goes_out_in_one_write_when_the_server_pipelines():
         writer.write(b"250 kept\r\n")
         seen.extend(await lines(reader, 1))
 
-    async def client(port):
-        connection = await connected(port, timeout=2)
-        result = await connection.send("list@example.com", "r@example.com", MESSAGE)
-        await connection.close()
-        return result
-
-    stage, reply = asyncio.run(wire(script, client))
+    stage, reply = asyncio.run(wire(script, lambda port: send_one(port, "r@example.com")))
     assert (stage, str(reply)) == ("data", "250 kept")
     assert seen == [
         "MAIL FROM:<list@example.com>",
@@ -202,13 +212,7 @@ def test_a_421_and_a_hang_up_mid_group_name_the_421():
         writer.write(b"250 sender ok\r\n421 4.3.2 shutting down\r\n")
         await writer.drain()
 
-    async def client(port):
-        connection = await connected(port, timeout=2)
-        with pytest.raises(TransportError) as caught:
-            await connection.send("list@example.com", "r@example.com", MESSAGE)
-        return str(caught.value)
-
-    assert asyncio.run(wire(script, client)) == "server closing: 421 4.3.2 shutting down"
+    assert asyncio.run(wire(script, failure)) == "server closing: 421 4.3.2 shutting down"
 
 
 def test_354_despite_a_refused_recipient_gets_an_empty_message_not_the_data():
@@ -223,13 +227,7 @@ def test_354_despite_a_refused_recipient_gets_an_empty_message_not_the_data():
         writer.write(b"250 reset\r\n")
         seen.extend(await lines(reader, 1))
 
-    async def client(port):
-        connection = await connected(port, timeout=2)
-        result = await connection.send("list@example.com", "gone@example.com", MESSAGE)
-        await connection.close()
-        return result
-
-    stage, reply = asyncio.run(wire(script, client))
+    stage, reply = asyncio.run(wire(script, lambda port: send_one(port, "gone@example.com")))
     assert (stage, reply.code) == ("rcpt", 550)
     assert seen == [".", "RSET", "QUIT"]
 
@@ -296,10 +294,4 @@ def test_a_server_that_stops_making_sense_ends_the_connection(replies, error):
         writer.write(replies)
         await reader.read()
 
-    async def client(port):
-        connection = await connected(port, timeout=0.3)
-        with pytest.raises(TransportError) as caught:
-            await connection.send("list@example.com", "r@example.com", MESSAGE)
-        return str(caught.value)
-
-    assert asyncio.run(wire(script, client)) == error
+    assert asyncio.run(wire(script, lambda port: failure(port, timeout=0.3))) == error
